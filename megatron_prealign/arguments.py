@@ -1,0 +1,386 @@
+"""Command-line flags: Megatron-LM's names for everything Megatron-LM has, a PreAlign group beside.
+
+``parse_args()`` parses and validates in one go, before any process group, model or dataset exists,
+so an inconsistent combination fails in a second with a message naming the flags involved. The set of
+flags is pinned by ``tests/test_arguments.py``: adding one is a reviewed decision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from typing import List, Optional, Sequence
+
+import torch
+
+
+class ArgumentError(ValueError):
+    """A flag value or combination that cannot work; the message names the flags and the fix."""
+
+
+def _model_group(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--num-layers", type=int, default=4, help="Transformer layers.")
+    g.add_argument("--hidden-size", type=int, default=256, help="Hidden size.")
+    g.add_argument("--ffn-hidden-size", type=int, default=None,
+                   help="MLP hidden size (default 4*hidden, or the Llama 8/3*hidden with --swiglu).")
+    g.add_argument("--num-attention-heads", type=int, default=8, help="Attention heads.")
+    g.add_argument("--kv-channels", type=int, default=None, help="Head dim (default hidden/heads).")
+    g.add_argument("--group-query-attention", action="store_true", help="Use grouped-query attention.")
+    g.add_argument("--num-query-groups", type=int, default=1,
+                   help="Key/value head groups with --group-query-attention.")
+    g.add_argument("--seq-length", type=int, default=512, help="Training sequence length.")
+    g.add_argument("--max-position-embeddings", type=int, default=None,
+                   help="Maximum positions (default: --seq-length).")
+    g.add_argument("--position-embedding-type", default="rope",
+                   choices=["rope", "learned_absolute", "none"], help="Position embedding.")
+    g.add_argument("--rotary-percent", type=float, default=1.0, help="Share of head dim rotated.")
+    g.add_argument("--rotary-base", type=int, default=10000, help="RoPE base.")
+    g.add_argument("--swiglu", action=argparse.BooleanOptionalAction, default=True,
+                   help="SwiGLU MLP (Llama). --no-swiglu gives a GeLU MLP.")
+    g.add_argument("--normalization", default="RMSNorm", choices=["RMSNorm", "LayerNorm"],
+                   help="Norm type.")
+    g.add_argument("--norm-epsilon", type=float, default=1e-5, help="Norm epsilon.")
+    g.add_argument("--untie-embeddings-and-output-weights", action=argparse.BooleanOptionalAction,
+                   default=True, help="Separate output layer (Llama; project default). "
+                   "--no-untie-embeddings-and-output-weights ties them.")
+    g.add_argument("--disable-bias-linear", action=argparse.BooleanOptionalAction, default=True,
+                   help="No biases in linear layers (Llama).")
+    g.add_argument("--init-method-std", type=float, default=0.02, help="Init std of weights.")
+    g.add_argument("--attention-dropout", type=float, default=0.0, help="Attention dropout.")
+    g.add_argument("--hidden-dropout", type=float, default=0.0, help="Hidden dropout.")
+    g.add_argument("--make-vocab-size-divisible-by", type=int, default=128,
+                   help="Pad the vocabulary to a multiple of this times TP (Megatron-LM rule).")
+    g.add_argument("--use-cpu-initialization", action="store_true",
+                   help="Build weights on the CPU then slice (always on without CUDA): init is "
+                        "then independent of TP/PP.")
+    g.add_argument("--recompute-granularity", default=None, choices=["full", "selective"],
+                   help="Activation recomputation.")
+    g.add_argument("--recompute-method", default=None, choices=["uniform", "block"])
+    g.add_argument("--recompute-num-layers", type=int, default=None)
+
+
+def _parallel_group(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("parallelism")
+    g.add_argument("--tensor-model-parallel-size", type=int, default=1, help="TP size.")
+    g.add_argument("--pipeline-model-parallel-size", type=int, default=1, help="PP size.")
+    g.add_argument("--sequence-parallel", action="store_true", help="Sequence parallelism (needs TP>1).")
+    g.add_argument("--use-distributed-optimizer", action="store_true",
+                   help="Shard optimizer state over data-parallel ranks (CUDA only).")
+    g.add_argument("--overlap-grad-reduce", action="store_true",
+                   help="Overlap DP gradient reduce with backward (CUDA only).")
+    g.add_argument("--overlap-param-gather", action="store_true",
+                   help="Overlap param all-gather with forward (needs the distributed optimizer).")
+    g.add_argument("--distributed-backend", default=None, choices=["nccl", "gloo"],
+                   help="torch.distributed backend (default: nccl with CUDA, gloo without).")
+    g.add_argument("--distributed-timeout-minutes", type=int, default=10)
+
+
+def _precision_group(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("precision")
+    g.add_argument("--bf16", action="store_true", help="BF16 mixed precision (CUDA).")
+    g.add_argument("--fp16", action="store_true", help="FP16 mixed precision (CUDA).")
+    g.add_argument("--fp8-format", default=None, choices=["e4m3", "hybrid"],
+                   help="FP8 through Transformer Engine (H100-class GPUs).")
+    g.add_argument("--fp8-recipe", default="delayed",
+                   choices=["delayed", "tensorwise", "blockwise", "mxfp8"], help="FP8 recipe.")
+    g.add_argument("--transformer-impl", default="local", choices=["local", "transformer_engine"],
+                   help="Layer implementation: Megatron-Core local spec (+SDPA) or Transformer Engine.")
+    g.add_argument("--loss-scale", type=float, default=None, help="Static loss scale (fp16).")
+    g.add_argument("--initial-loss-scale", type=float, default=2.0 ** 32)
+
+
+def _training_group(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("training")
+    g.add_argument("--micro-batch-size", type=int, default=4, help="Samples per microbatch per rank.")
+    g.add_argument("--global-batch-size", type=int, default=None,
+                   help="Samples per step over all DP ranks (default micro-batch x DP).")
+    g.add_argument("--train-iters", type=int, default=100, help="Optimizer steps.")
+    g.add_argument("--lr", type=float, default=3e-4, help="Peak learning rate.")
+    g.add_argument("--min-lr", type=float, default=0.0, help="Final learning rate.")
+    g.add_argument("--lr-decay-style", default="cosine",
+                   choices=["constant", "linear", "cosine", "inverse-square-root", "WSD"])
+    g.add_argument("--lr-decay-iters", type=int, default=None, help="Default: --train-iters.")
+    g.add_argument("--lr-warmup-fraction", type=float, default=None,
+                   help="Warmup as a fraction of --lr-decay-iters.")
+    g.add_argument("--lr-warmup-iters", type=int, default=0, help="Warmup steps.")
+    g.add_argument("--lr-warmup-init", type=float, default=0.0)
+    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--adam-beta1", type=float, default=0.9)
+    g.add_argument("--adam-beta2", type=float, default=0.999)
+    g.add_argument("--adam-eps", type=float, default=1e-8)
+    g.add_argument("--clip-grad", type=float, default=1.0, help="Global grad-norm clip (0: off).")
+    g.add_argument("--seed", type=int, default=1234, help="Seed of init, data order and dropout.")
+    g.add_argument("--calculate-per-token-loss", action="store_true",
+                   help="Average the loss over tokens of the global batch, not per microbatch.")
+
+
+def _data_group(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("data")
+    g.add_argument("--data-path", nargs="*", default=None,
+                   help="Shard prefixes, optionally weighted: 'w1 prefix1 w2 prefix2 ...'.")
+    g.add_argument("--split", default="969,30,1", help="Train,valid,test split of each prefix.")
+    g.add_argument("--mock-data", action="store_true", help="Synthetic tokens (no --data-path).")
+    g.add_argument("--tokenizer-type", default=None,
+                   choices=["SentencePieceTokenizer", "GPTSentencePieceTokenizer",
+                            "HuggingFaceTokenizer", "NullTokenizer"])
+    g.add_argument("--tokenizer-model", default=None, help="Tokenizer model file or directory.")
+    g.add_argument("--vocab-size", type=int, default=None, help="Vocabulary of NullTokenizer.")
+    g.add_argument("--english-clone", action="store_true",
+                   help="Double the tokenizer's vocabulary for English-Clone (clone id = id + |V|).")
+    g.add_argument("--data-cache-path", default=None, help="Where GPTDataset caches its indices.")
+    g.add_argument("--eod-mask-loss", action="store_true", help="No loss on EOD tokens.")
+    g.add_argument("--num-workers", type=int, default=0, help="DataLoader workers.")
+
+
+def _checkpoint_group(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("checkpointing")
+    g.add_argument("--save", default=None, help="Checkpoint directory to save to.")
+    g.add_argument("--load", default=None, help="Checkpoint directory to resume from.")
+    g.add_argument("--save-interval", type=int, default=None, help="Save every N steps.")
+    g.add_argument("--no-load-optim", action="store_true", help="Do not load optimizer state.")
+    g.add_argument("--no-load-rng", action="store_true", help="Do not load RNG state.")
+    g.add_argument("--finetune", action="store_true",
+                   help="Load weights only; reset iteration, optimizer, scheduler and data position.")
+    g.add_argument("--no-save-optim", action="store_true")
+    g.add_argument("--async-save", action="store_true", help="Save checkpoints asynchronously.")
+
+
+def _logging_group(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("logging and evaluation")
+    g.add_argument("--log-interval", type=int, default=10)
+    g.add_argument("--tensorboard-dir", default=None)
+    g.add_argument("--wandb-project", default=None, help="Log to Weights & Biases (if installed).")
+    g.add_argument("--wandb-exp-name", default=None)
+    g.add_argument("--eval-interval", type=int, default=None, help="Evaluate every N steps.")
+    g.add_argument("--eval-iters", type=int, default=10, help="Batches per evaluation.")
+    g.add_argument("--log-json", default=None,
+                   help="Append one JSON line per log/eval event to this file (rank 0).")
+
+
+def _exit_group(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("exit control")
+    g.add_argument("--exit-interval", type=int, default=None, help="Save and exit at a multiple of N.")
+    g.add_argument("--exit-duration-in-mins", type=float, default=None,
+                   help="Save and exit after this many minutes of training.")
+    g.add_argument("--exit-signal-handler", action="store_true",
+                   help="On SIGTERM (any rank): save a checkpoint and exit 0.")
+
+
+def _prealign_group(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("PreAlign")
+    g.add_argument("--stage", default="pretrain", choices=["pretrain", "align"],
+                   help="pretrain: (code-switched) LM pretraining; align: stage-1 alignment init.")
+
+
+def build_parser(extra_groups: Sequence = ()) -> argparse.ArgumentParser:
+    """The full parser: Megatron-LM groups, then the PreAlign group, then any extras."""
+    parser = argparse.ArgumentParser(
+        prog="pretrain_prealign.py", allow_abbrev=False,
+        description="Megatron-Core pretraining with PreAlign (flags follow Megatron-LM's pretrain_gpt.py).",
+    )
+    for add in (_model_group, _parallel_group, _precision_group, _training_group, _data_group,
+                _checkpoint_group, _logging_group, _exit_group, _prealign_group, *extra_groups):
+        add(parser)
+    return parser
+
+
+def _fail(message: str) -> None:
+    raise ArgumentError(message)
+
+
+def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) -> argparse.Namespace:
+    """Check flag combinations and fill derived values; raise ``ArgumentError`` on problems."""
+    world_size = world_size or int(os.environ.get("WORLD_SIZE", "1"))
+    tp, pp = args.tensor_model_parallel_size, args.pipeline_model_parallel_size
+    if tp < 1 or pp < 1:
+        _fail("--tensor-model-parallel-size and --pipeline-model-parallel-size must be >= 1")
+    if world_size % (tp * pp):
+        _fail(f"world size {world_size} is not divisible by --tensor-model-parallel-size {tp} x "
+              f"--pipeline-model-parallel-size {pp}")
+    args.world_size = world_size
+    args.data_parallel_size = world_size // (tp * pp)
+
+    # Model shape.
+    if args.num_attention_heads % tp:
+        _fail(f"--num-attention-heads {args.num_attention_heads} is not divisible by "
+              f"--tensor-model-parallel-size {tp}")
+    if args.kv_channels is None:
+        if args.hidden_size % args.num_attention_heads:
+            _fail(f"--hidden-size {args.hidden_size} is not divisible by --num-attention-heads "
+                  f"{args.num_attention_heads}; set --kv-channels")
+        args.kv_channels = args.hidden_size // args.num_attention_heads
+    if args.group_query_attention:
+        if args.num_attention_heads % args.num_query_groups:
+            _fail(f"--num-attention-heads {args.num_attention_heads} is not divisible by "
+                  f"--num-query-groups {args.num_query_groups}")
+        if args.num_query_groups % tp:
+            _fail(f"--num-query-groups {args.num_query_groups} is not divisible by "
+                  f"--tensor-model-parallel-size {tp}")
+    if args.ffn_hidden_size is None:
+        if args.swiglu:  # Llama: 2/3 of 4h, rounded up to a multiple of 64
+            args.ffn_hidden_size = int(math.ceil(8 * args.hidden_size / 3 / 64) * 64)
+        else:
+            args.ffn_hidden_size = 4 * args.hidden_size
+    if args.ffn_hidden_size % tp:
+        _fail(f"--ffn-hidden-size {args.ffn_hidden_size} is not divisible by "
+              f"--tensor-model-parallel-size {tp}")
+    if pp > args.num_layers:
+        _fail(f"--pipeline-model-parallel-size {pp} is larger than --num-layers {args.num_layers}")
+    if args.num_layers % pp:
+        _fail(f"--num-layers {args.num_layers} is not divisible by --pipeline-model-parallel-size {pp}")
+    if args.max_position_embeddings is None:
+        args.max_position_embeddings = args.seq_length
+    if args.seq_length > args.max_position_embeddings:
+        _fail(f"--seq-length {args.seq_length} exceeds --max-position-embeddings "
+              f"{args.max_position_embeddings}")
+    if not 0.0 < args.rotary_percent <= 1.0:
+        _fail("--rotary-percent must be in (0, 1]")
+
+    # Parallelism and precision.
+    cuda = torch.cuda.is_available()
+    if args.sequence_parallel and tp == 1:
+        _fail("--sequence-parallel needs --tensor-model-parallel-size > 1")
+    if args.sequence_parallel and args.seq_length % tp:
+        _fail(f"--sequence-parallel: --seq-length {args.seq_length} is not divisible by TP {tp}")
+    if args.bf16 and args.fp16:
+        _fail("--bf16 and --fp16 are mutually exclusive")
+    if args.fp8_format:
+        if args.transformer_impl != "transformer_engine":
+            _fail("--fp8-format needs --transformer-impl transformer_engine")
+        if not (args.bf16 or args.fp16):
+            _fail("--fp8-format needs --bf16 (or --fp16) as the higher-precision format")
+    if args.transformer_impl == "transformer_engine":
+        from megatron_prealign.model.gpt import have_transformer_engine
+
+        if not have_transformer_engine():
+            _fail("--transformer-impl transformer_engine: transformer_engine is not importable; "
+                  "install transformer-engine[pytorch] (NGC containers ship it) or use "
+                  "--transformer-impl local" + (" and drop --fp8-format" if args.fp8_format else ""))
+    if not cuda:
+        for flag, on in (("--bf16", args.bf16), ("--fp16", args.fp16),
+                         ("--use-distributed-optimizer", args.use_distributed_optimizer),
+                         ("--overlap-grad-reduce", args.overlap_grad_reduce),
+                         ("--overlap-param-gather", args.overlap_param_gather),
+                         ("--fp8-format", bool(args.fp8_format))):
+            if on:
+                _fail(f"{flag} needs CUDA (Megatron-Core's implementation is GPU-only); "
+                      f"this machine has no GPU: drop {flag}")
+        if args.distributed_backend == "nccl":
+            _fail("--distributed-backend nccl needs CUDA; use gloo")
+    if args.overlap_param_gather and not args.use_distributed_optimizer:
+        _fail("--overlap-param-gather needs --use-distributed-optimizer")
+    if args.distributed_backend is None:
+        args.distributed_backend = "nccl" if cuda else "gloo"
+
+    # Batch.
+    dp = args.data_parallel_size
+    if args.global_batch_size is None:
+        args.global_batch_size = args.micro_batch_size * dp
+    if args.global_batch_size % (args.micro_batch_size * dp):
+        _fail(f"--global-batch-size {args.global_batch_size} is not divisible by "
+              f"--micro-batch-size {args.micro_batch_size} x data-parallel size {dp}")
+    args.num_microbatches = args.global_batch_size // (args.micro_batch_size * dp)
+
+    # Schedule.
+    if args.lr_decay_iters is None:
+        args.lr_decay_iters = args.train_iters
+    if args.lr_warmup_fraction is not None:
+        if args.lr_warmup_iters:
+            _fail("--lr-warmup-fraction and --lr-warmup-iters are mutually exclusive")
+        if not 0.0 <= args.lr_warmup_fraction < 1.0:
+            _fail("--lr-warmup-fraction must be in [0, 1)")
+        args.lr_warmup_iters = int(args.lr_warmup_fraction * args.lr_decay_iters)
+    if args.min_lr > args.lr:
+        _fail(f"--min-lr {args.min_lr} is larger than --lr {args.lr}")
+    if args.train_iters < 1:
+        _fail("--train-iters must be >= 1")
+
+    # Data.
+    if args.mock_data and args.data_path:
+        _fail("--mock-data and --data-path are mutually exclusive")
+    if not args.mock_data and not args.data_path and args.stage == "pretrain":
+        _fail("give --data-path PREFIX (a preprocessed shard, see tools/preprocess_data.py) "
+              "or --mock-data")
+    if args.data_path:
+        _check_data_path(args.data_path)
+    if args.tokenizer_type is None:
+        args.tokenizer_type = "NullTokenizer" if args.mock_data else None
+    if args.tokenizer_type is None:
+        _fail("--tokenizer-type is required with --data-path")
+    if args.tokenizer_type == "NullTokenizer":
+        if args.vocab_size is None:
+            if args.mock_data:
+                args.vocab_size = 8192
+            else:
+                _fail("--tokenizer-type NullTokenizer needs --vocab-size")
+    elif not args.tokenizer_model:
+        _fail(f"--tokenizer-type {args.tokenizer_type} needs --tokenizer-model")
+    elif not os.path.exists(args.tokenizer_model):
+        _fail(f"--tokenizer-model {args.tokenizer_model}: no such file or directory")
+
+    # Checkpoints, logging, exit.
+    if args.save_interval is not None and args.save_interval < 1:
+        _fail("--save-interval must be >= 1")
+    if args.save_interval and not args.save:
+        _fail("--save-interval needs --save DIR")
+    if args.exit_signal_handler and not args.save:
+        _fail("--exit-signal-handler saves a checkpoint on SIGTERM: give --save DIR")
+    if args.finetune and not args.load:
+        _fail("--finetune needs --load DIR")
+    if args.load and not os.path.isdir(args.load):
+        _fail(f"--load {args.load}: no such directory")
+    if args.eval_interval is not None and args.eval_interval < 1:
+        _fail("--eval-interval must be >= 1")
+    if args.log_interval < 1:
+        _fail("--log-interval must be >= 1")
+    return args
+
+
+def _check_data_path(data_path: List[str]) -> None:
+    """Megatron blend syntax: either all prefixes, or alternating weight/prefix pairs."""
+    def is_number(x: str) -> bool:
+        try:
+            float(x)
+            return True
+        except ValueError:
+            return False
+
+    if is_number(data_path[0]):
+        if len(data_path) % 2:
+            _fail("--data-path: weighted form needs 'weight prefix' pairs, got an odd count")
+        pairs = list(zip(data_path[0::2], data_path[1::2]))
+        for weight, prefix in pairs:
+            if not is_number(weight):
+                _fail(f"--data-path: expected a weight before {prefix!r}, got {weight!r}")
+            if float(weight) < 0:
+                _fail(f"--data-path: negative weight {weight} for {prefix}")
+        prefixes = [p for _, p in pairs]
+    else:
+        prefixes = data_path
+    for prefix in prefixes:
+        for suffix in (".bin", ".idx"):
+            if not os.path.isfile(prefix + suffix):
+                _fail(f"--data-path: {prefix + suffix} does not exist (a prefix names the shard "
+                      "without .bin/.idx, e.g. out/corpus_text_document)")
+
+
+def padded_vocab_size(vocab_size: int, divisible_by: int, tp: int) -> int:
+    """Megatron-LM's rule: pad the vocabulary to a multiple of divisible_by x TP."""
+    multiple = divisible_by * tp
+    return int(math.ceil(vocab_size / multiple) * multiple)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None, world_size: Optional[int] = None,
+               extra_groups: Sequence = ()) -> argparse.Namespace:
+    """Parse and validate ``argv`` (default ``sys.argv``)."""
+    args = build_parser(extra_groups).parse_args(argv)
+    return validate_args(args, world_size)
+
+
+def args_to_json(args: argparse.Namespace) -> str:
+    """Run arguments as JSON (stored in checkpoints instead of a pickled Namespace)."""
+    return json.dumps({k: v for k, v in sorted(vars(args).items())
+                       if isinstance(v, (int, float, str, bool, list, type(None)))}, indent=1)

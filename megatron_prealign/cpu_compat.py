@@ -1,0 +1,107 @@
+"""CPU compatibility layer for Megatron-Core (targets megatron-core 0.16.1).
+
+Megatron-Core assumes CUDA in a few places that lie on the paths we use (GPTModel forward/backward,
+tensor/pipeline/data parallelism over gloo, the Megatron optimizer, dist_checkpointing). On a machine
+without CUDA, ``apply()`` installs the smallest set of patches that makes those paths run; with CUDA
+present it does nothing at all, so GPU clusters run unmodified Megatron-Core.
+
+Patches (each checked by ``tests/test_cpu_compat.py``, which fails loudly when upstream changes):
+
+1. ``torch.cuda.current_device()`` returns ``"cpu"``: Megatron passes it as ``device=`` when it
+   allocates parameters, buffers and communication scratch tensors.
+2. ``torch.cuda.synchronize()`` is a no-op: pipeline p2p and checkpoint saving call it.
+3. ``device="cuda"`` given to torch factory functions (``torch.empty``, ``zeros``, ``tensor``, ...)
+   is mapped to the CPU: the optimizer, grad-norm and loss code allocate small tensors that way.
+4. ``megatron.core.optimizer.optimizer.clip_grad_by_total_norm_fp32`` asserts that every gradient
+   is a ``torch.cuda.FloatTensor``; on CPU it is replaced by the same scaling done with
+   ``torch._foreach_mul_`` (the norm itself is computed by Megatron's own code).
+
+Call ``apply()`` before the first ``import megatron.core``; the runtime (``training.initialize``)
+does this, and nothing else in the package patches upstream code.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, List, Union
+
+import torch
+
+SUPPORTED_MEGATRON_CORE = "0.16.1"
+
+_FACTORY_FUNCTIONS = (
+    "empty", "zeros", "ones", "full", "tensor", "as_tensor", "arange", "rand", "randn", "randint",
+    "empty_like", "zeros_like", "ones_like", "full_like", "randn_like", "rand_like",
+)
+
+_applied = False
+
+
+def is_active() -> bool:
+    """True when the CPU patches are installed in this process."""
+    return _applied
+
+
+def _is_cuda_device(device) -> bool:
+    if isinstance(device, torch.device):
+        return device.type == "cuda"
+    if isinstance(device, str):
+        return device.startswith("cuda")
+    return False
+
+
+def _cpu_factory(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if _is_cuda_device(kwargs.get("device")):
+            kwargs["device"] = "cpu"
+        return fn(*args, **kwargs)
+
+    wrapper.__prealign_cpu_patch__ = True
+    return wrapper
+
+
+def _clip_grad_by_total_norm_cpu(
+    parameters: Union[List[torch.Tensor], torch.Tensor],
+    max_norm: float,
+    total_norm: float,
+    use_decoupled_grad: bool = False,
+) -> None:
+    """CPU twin of Megatron's ``clip_grad_by_total_norm_fp32``: scale grads in place."""
+    if isinstance(parameters, torch.Tensor):
+        parameters = [parameters]
+    attr = "decoupled_grad" if use_decoupled_grad else "grad"
+    grads = [getattr(p, attr).detach() for p in parameters if getattr(p, attr, None) is not None]
+    clip_coeff = max_norm / (total_norm + 1.0e-6)
+    if clip_coeff < 1.0 and grads:
+        torch._foreach_mul_(grads, clip_coeff)
+
+
+def apply() -> bool:
+    """Install the CPU patches if CUDA is unavailable. Idempotent.
+
+    Returns:
+        True if the patches are active after the call, False on CUDA machines (nothing patched).
+    """
+    global _applied
+    if _applied:
+        return True
+    if torch.cuda.is_available():
+        return False
+
+    torch.cuda.current_device = lambda: "cpu"
+    torch.cuda.synchronize = lambda *args, **kwargs: None
+    for name in _FACTORY_FUNCTIONS:
+        setattr(torch, name, _cpu_factory(getattr(torch, name)))
+
+    import megatron.core.optimizer.optimizer as megatron_optimizer
+
+    if not hasattr(megatron_optimizer, "clip_grad_by_total_norm_fp32"):
+        raise RuntimeError(
+            "megatron.core.optimizer.optimizer.clip_grad_by_total_norm_fp32 is gone: the CPU "
+            f"compatibility layer targets megatron-core {SUPPORTED_MEGATRON_CORE}; update "
+            "megatron_prealign/cpu_compat.py for the installed version."
+        )
+    megatron_optimizer.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
+    _applied = True
+    return True

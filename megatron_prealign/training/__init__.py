@@ -1,0 +1,1 @@
+"""The Megatron-Core training runtime: initialize, data, step, loop, checkpoints, exit, logging."""

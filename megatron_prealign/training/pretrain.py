@@ -1,0 +1,33 @@
+"""Stage 2 (and plain) pretraining: datasets + the loop, run by ``pretrain_prealign.py``."""
+
+from __future__ import annotations
+
+import sys
+from argparse import Namespace
+
+import torch
+
+from megatron_prealign.training.checkpointing import CheckpointError
+from megatron_prealign.training.data import build_datasets, make_loader
+from megatron_prealign.training.loop import setup, train
+from megatron_prealign.training.step import NonFiniteLossError, lm_forward_step
+
+
+def run(args: Namespace) -> int:
+    """Run pretraining; returns the process exit code."""
+    from megatron_prealign.training.initialize import destroy
+
+    try:
+        state = setup(args)
+        train_ds, valid_ds = build_datasets(args, state.tokenizer)
+        train_iterator = iter(make_loader(train_ds, state.consumed_samples, args))
+        valid_factory = (lambda: iter(make_loader(valid_ds, 0, args))) if valid_ds is not None else None
+        train(state, lm_forward_step, train_iterator, valid_factory)
+    except (NonFiniteLossError, CheckpointError) as err:
+        if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if torch.distributed.is_initialized():
+            destroy()
+    return 0

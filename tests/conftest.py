@@ -1,0 +1,47 @@
+"""Shared test fixtures.
+
+Multi-process tests start real ``torchrun`` jobs with the gloo backend (see ``run_torchrun``);
+tests make their own tiny data under ``tmp_path`` and never touch the network.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_torchrun(args, nproc: int = 1, timeout: float = 600, env=None, check: bool = True):
+    """Run ``torchrun --nproc-per-node nproc <args>`` from the repository root on CPU/gloo.
+
+    Returns the CompletedProcess; with ``check`` a non-zero exit fails the test with the output.
+    """
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run",
+        f"--nproc-per-node={nproc}", "--master-addr=127.0.0.1", f"--master-port={free_port()}",
+        *map(str, args),
+    ]
+    full_env = dict(os.environ)
+    full_env.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), "CUDA_VISIBLE_DEVICES": ""})
+    full_env.update(env or {})
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        pytest.fail(f"torchrun {' '.join(map(str, args))} exited {proc.returncode}\n"
+                    f"--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture
+def torchrun():
+    return run_torchrun
