@@ -145,7 +145,6 @@ def _checkpoint_group(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--finetune", action="store_true",
                    help="Load weights only; reset iteration, optimizer, scheduler and data position.")
     g.add_argument("--no-save-optim", action="store_true")
-    g.add_argument("--async-save", action="store_true", help="Save checkpoints asynchronously.")
 
 
 def _logging_group(parser: argparse.ArgumentParser) -> None:
@@ -171,8 +170,8 @@ def _exit_group(parser: argparse.ArgumentParser) -> None:
 
 def _prealign_group(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("PreAlign")
-    g.add_argument("--stage", default="pretrain", choices=["pretrain", "align"],
-                   help="pretrain: (code-switched) LM pretraining; align: stage-1 alignment init.")
+    g.add_argument("--stage", default="pretrain", choices=["pretrain"],
+                   help="pretrain: (code-switched) LM pretraining.")
 
 
 def build_parser(extra_groups: Sequence = ()) -> argparse.ArgumentParser:
@@ -264,7 +263,8 @@ def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) ->
                          ("--use-distributed-optimizer", args.use_distributed_optimizer),
                          ("--overlap-grad-reduce", args.overlap_grad_reduce),
                          ("--overlap-param-gather", args.overlap_param_gather),
-                         ("--fp8-format", bool(args.fp8_format))):
+                         ("--fp8-format", bool(args.fp8_format)),
+                         ("--recompute-granularity", bool(args.recompute_granularity))):
             if on:
                 _fail(f"{flag} needs CUDA (Megatron-Core's implementation is GPU-only); "
                       f"this machine has no GPU: drop {flag}")

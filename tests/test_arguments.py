@@ -1,0 +1,96 @@
+"""The CLI: its flag set is pinned, and bad combinations fail before any work starts."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from megatron_prealign.arguments import ArgumentError, build_parser, parse_args
+from tests.conftest import REPO_ROOT
+
+# Growing the CLI is a reviewed decision: update this list in the same change.
+EXPECTED_FLAGS = sorted("""
+--adam-beta1 --adam-beta2 --adam-eps --attention-dropout --bf16 --calculate-per-token-loss
+--clip-grad --data-cache-path --data-path --disable-bias-linear --distributed-backend
+--distributed-timeout-minutes --english-clone --eod-mask-loss --eval-interval --eval-iters
+--exit-duration-in-mins --exit-interval --exit-signal-handler --ffn-hidden-size --finetune --fp16
+--fp8-format --fp8-recipe --global-batch-size --group-query-attention --hidden-dropout --hidden-size
+--init-method-std --initial-loss-scale --kv-channels --load --log-interval --log-json --loss-scale
+--lr --lr-decay-iters --lr-decay-style --lr-warmup-fraction --lr-warmup-init --lr-warmup-iters
+--make-vocab-size-divisible-by --max-position-embeddings --micro-batch-size --min-lr --mock-data
+--no-disable-bias-linear --no-load-optim --no-load-rng --no-save-optim --no-swiglu
+--no-untie-embeddings-and-output-weights --norm-epsilon --normalization --num-attention-heads
+--num-layers --num-query-groups --num-workers --overlap-grad-reduce --overlap-param-gather
+--pipeline-model-parallel-size --position-embedding-type --recompute-granularity --recompute-method
+--recompute-num-layers --rotary-base --rotary-percent --save --save-interval --seed --seq-length
+--sequence-parallel --split --stage --swiglu --tensor-model-parallel-size --tensorboard-dir
+--tokenizer-model --tokenizer-type --train-iters --transformer-impl
+--untie-embeddings-and-output-weights --use-cpu-initialization --use-distributed-optimizer
+--vocab-size --wandb-exp-name --wandb-project --weight-decay
+""".split())
+
+MOCK = ["--mock-data"]
+
+
+def test_flag_set_is_pinned():
+    parser = build_parser()
+    flags = sorted(o for a in parser._actions for o in a.option_strings
+                   if o.startswith("--") and o != "--help")
+    assert flags == EXPECTED_FLAGS
+
+
+@pytest.mark.parametrize("argv, world, message", [
+    (["--num-attention-heads", "6", "--tensor-model-parallel-size", "4"], 4,
+     "--num-attention-heads 6 is not divisible by --tensor-model-parallel-size 4"),
+    (["--num-layers", "2", "--pipeline-model-parallel-size", "4"], 4,
+     "--pipeline-model-parallel-size 4 is larger than --num-layers 2"),
+    (["--fp8-format", "hybrid", "--bf16"], 1, "--fp8-format needs --transformer-impl transformer_engine"),
+    (["--transformer-impl", "transformer_engine"], 1, "transformer_engine is not importable"),
+    (["--tensor-model-parallel-size", "2"], 3, "world size 3 is not divisible"),
+    (["--global-batch-size", "6", "--micro-batch-size", "4"], 1,
+     "--global-batch-size 6 is not divisible by --micro-batch-size 4"),
+    (["--group-query-attention", "--num-query-groups", "3"], 1, "not divisible by --num-query-groups 3"),
+    (["--sequence-parallel"], 1, "--sequence-parallel needs --tensor-model-parallel-size > 1"),
+    (["--use-distributed-optimizer"], 1, "--use-distributed-optimizer needs CUDA"),
+    (["--bf16"], 1, "--bf16 needs CUDA"),
+    (["--lr-warmup-fraction", "0.1", "--lr-warmup-iters", "5"], 1, "mutually exclusive"),
+    (["--save-interval", "5"], 1, "--save-interval needs --save DIR"),
+    (["--seq-length", "1024", "--max-position-embeddings", "512"], 1, "exceeds --max-position-embeddings"),
+], ids=lambda x: str(x)[:40])
+def test_inconsistent_flags_are_named(argv, world, message):
+    with pytest.raises(ArgumentError, match=".*") as err:
+        parse_args(MOCK + argv, world_size=world)
+    assert message in str(err.value)
+
+
+def test_data_path_must_exist(tmp_path):
+    with pytest.raises(ArgumentError) as err:
+        parse_args(["--data-path", "0.5", str(tmp_path / "a"), "0.5", str(tmp_path / "b"),
+                    "--tokenizer-type", "NullTokenizer", "--vocab-size", "100"], world_size=1)
+    assert str(tmp_path / "a") + ".bin does not exist" in str(err.value)
+    with pytest.raises(ArgumentError, match="odd count"):
+        parse_args(["--data-path", "0.5", str(tmp_path / "a"), "0.5"], world_size=1)
+
+
+def test_derived_values():
+    args = parse_args(MOCK + ["--hidden-size", "96", "--num-attention-heads", "4",
+                              "--micro-batch-size", "2", "--global-batch-size", "16",
+                              "--lr-warmup-fraction", "0.1", "--train-iters", "50"], world_size=4)
+    assert args.data_parallel_size == 4
+    assert args.num_microbatches == 2
+    assert args.kv_channels == 24
+    assert args.ffn_hidden_size == 256  # Llama 8/3*h rounded up to 64
+    assert args.lr_warmup_iters == 5
+    assert args.max_position_embeddings == args.seq_length
+
+
+def test_entry_rejects_bad_flags_before_starting_work():
+    start = time.time()
+    proc = subprocess.run([sys.executable, "pretrain_prealign.py", "--mock-data", "--hidden-size", "64",
+                           "--num-attention-heads", "6"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "--hidden-size 64 is not divisible by --num-attention-heads 6" in proc.stderr
+    assert "iteration" not in proc.stdout  # nothing was trained
+    assert time.time() - start < 60

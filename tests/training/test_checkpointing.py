@@ -1,0 +1,145 @@
+"""Checkpoints: exact resume, resharding across TP/PP, SIGTERM, NaN stop, bad directories."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO_ROOT, free_port
+from tests.training.helpers import TINY_MODEL, pretrain, train_losses
+
+COMMON = ["--global-batch-size", "4", "--train-iters", "10"]
+
+
+def test_resume_is_exact(tmp_path):
+    _, straight = pretrain(tmp_path, "straight", COMMON)
+    ckpt = tmp_path / "ckpt"
+    proc, first = pretrain(tmp_path, "first", COMMON + ["--save", ckpt, "--exit-interval", "5"])
+    assert "exiting at iteration 5" in proc.stdout
+    assert (ckpt / "latest_checkpointed_iteration.txt").read_text() == "5"
+    _, second = pretrain(tmp_path, "second", COMMON + ["--save", ckpt, "--load", ckpt])
+    resumed = train_losses(first) + train_losses(second)
+    assert resumed == train_losses(straight)  # fp32 CPU: bit-exact, not approximately equal
+
+
+def test_checkpoint_reshards_from_tp2_pp2_to_single_process(tmp_path):
+    """Save at TP=2/PP=2 (4 ranks), resume at TP=1/PP=1: same losses as an uninterrupted run."""
+    _, straight = pretrain(tmp_path, "straight", COMMON[:2] + ["--train-iters", "6"])
+    ckpt = tmp_path / "ckpt"
+    pretrain(tmp_path, "tp2pp2", COMMON[:2] + ["--train-iters", "6", "--save", ckpt,
+                                                "--exit-interval", "3",
+                                                "--tensor-model-parallel-size", "2",
+                                                "--pipeline-model-parallel-size", "2"], nproc=4)
+    meta = json.loads((ckpt / "iter_0000003" / "prealign_checkpoint.json").read_text())
+    assert meta["parallel_layout"]["tensor_model_parallel_size"] == 2
+    _, resumed = pretrain(tmp_path, "tp1", COMMON[:2] + ["--train-iters", "6", "--load", ckpt])
+    want = train_losses(straight)[3:]
+    got = train_losses(resumed)
+    assert len(got) == 3
+    for a, b in zip(got, want):
+        assert abs(a - b) <= 1e-5 * abs(b), (got, want)
+
+
+def _torchrun_popen(args, nproc, log):
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
+           "--master-addr=127.0.0.1", f"--master-port={free_port()}", "pretrain_prealign.py",
+           *TINY_MODEL, "--log-json", str(log), *map(str, args)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _worker_pids(launcher_pid):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(launcher_pid)], capture_output=True,
+                         text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_sigterm_to_one_rank_saves_and_resumes(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    log = tmp_path / "run.jsonl"
+    args = ["--global-batch-size", "4", "--train-iters", "400", "--save", ckpt,
+            "--exit-signal-handler"]
+    launcher = _torchrun_popen(args, 2, log)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 3):
+        time.sleep(0.2)
+    workers = _worker_pids(launcher.pid)
+    assert len(workers) == 2, workers
+    os.kill(workers[1], signal.SIGTERM)  # one rank only: the others must learn of it
+    out, _ = launcher.communicate(timeout=240)
+    assert launcher.returncode == 0, out[-3000:]
+    assert "SIGTERM received" in out
+    stopped_at = int((ckpt / "latest_checkpointed_iteration.txt").read_text())
+    assert 3 <= stopped_at < 400
+    assert len(train_losses(log)) == stopped_at
+    # Resume for two more iterations and compare with an uninterrupted run of the same length.
+    resume_log = tmp_path / "resume.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2",
+         "--master-addr=127.0.0.1", f"--master-port={free_port()}", "pretrain_prealign.py",
+         *TINY_MODEL, "--log-json", str(resume_log), "--global-batch-size", "4",
+         "--train-iters", "400", "--load", str(ckpt), "--exit-interval", str(stopped_at + 2)],
+        cwd=REPO_ROOT, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT)),
+        capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, straight = pretrain(tmp_path, "straight", ["--global-batch-size", "4", "--train-iters", "400",
+                                                  "--exit-interval", str(stopped_at + 2)], nproc=2)
+    assert train_losses(log) + train_losses(resume_log) == train_losses(straight)
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    one_microbatch = ["--global-batch-size", "2", "--train-iters", "10"]
+    proc, log = pretrain(tmp_path, "nan", one_microbatch + ["--save", ckpt, "--save-interval", "2"],
+                         check=False, entry="tests/training/nan_injecting_pretrain.py",
+                         env={"INJECT_NAN_AT_ITERATION": "5"})
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "iteration 5: non-finite loss" in proc.stderr
+    assert (ckpt / "latest_checkpointed_iteration.txt").read_text() == "4"
+    assert not (ckpt / "iter_0000005").exists()
+    assert len(train_losses(log)) == 4
+    # The last good checkpoint still loads and training continues from it.
+    proc, resumed = pretrain(tmp_path, "resume", one_microbatch + ["--load", ckpt, "--exit-interval", "6"])
+    assert len(train_losses(resumed)) == 2
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no_tracker", "no latest_checkpointed_iteration.txt"),
+    ("truncated", "truncated"),
+    ("foreign", "not written by megatron-prealign"),
+])
+def test_bad_checkpoint_directory_gives_clear_error(tmp_path, damage, message):
+    ckpt = tmp_path / "ckpt"
+    pretrain(tmp_path, "save", ["--global-batch-size", "4", "--train-iters", "2", "--save", ckpt])
+    iteration = ckpt / "iter_0000002"
+    if damage == "no_tracker":
+        (ckpt / "latest_checkpointed_iteration.txt").unlink()
+    elif damage == "truncated":
+        (iteration / "metadata.json").unlink()
+    else:
+        (iteration / "prealign_checkpoint.json").unlink()
+    proc, _ = pretrain(tmp_path, "load", ["--global-batch-size", "4", "--train-iters", "4",
+                                          "--load", ckpt], check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert str(ckpt) in proc.stderr
+
+
+def test_interrupted_save_never_looks_complete(tmp_path):
+    """A save killed before its rename leaves only an .incomplete directory, never a tracker hit."""
+    ckpt = tmp_path / "ckpt"
+    pretrain(tmp_path, "save", ["--global-batch-size", "4", "--train-iters", "2", "--save", ckpt])
+    # Simulate a save of iteration 4 that was killed mid-way.
+    partial = ckpt / "iter_0000004.incomplete"
+    partial.mkdir()
+    (partial / "__0_0.distcp").write_bytes(b"half")
+    proc, log = pretrain(tmp_path, "resume", ["--global-batch-size", "4", "--train-iters", "4",
+                                              "--load", ckpt, "--save", ckpt])
+    assert len(train_losses(log)) == 2  # resumed from iteration 2, the last complete save
+    assert (ckpt / "latest_checkpointed_iteration.txt").read_text() == "4"
+    assert not partial.exists()
