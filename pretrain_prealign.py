@@ -31,8 +31,10 @@ def main(argv=None) -> int:
     except ArgumentError as err:
         print(f"pretrain_prealign.py: error: {err}", file=sys.stderr)
         return 2
-    from megatron_prealign.training.pretrain import run
-
+    if args.stage == "align":
+        from megatron_prealign.training.align import run
+    else:
+        from megatron_prealign.training.pretrain import run
     return run(args)
 
 

@@ -145,6 +145,10 @@ def _checkpoint_group(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--finetune", action="store_true",
                    help="Load weights only; reset iteration, optimizer, scheduler and data position.")
     g.add_argument("--no-save-optim", action="store_true")
+    g.add_argument("--pretrained-checkpoint", default=None,
+                   help="Start from these weights (fresh optimizer, scheduler, iteration, data "
+                        "position; resharded to this run's TP/PP) unless --load holds a checkpoint "
+                        "to resume. Stage 2 starts from stage 1 this way.")
 
 
 def _logging_group(parser: argparse.ArgumentParser) -> None:
@@ -170,8 +174,31 @@ def _exit_group(parser: argparse.ArgumentParser) -> None:
 
 def _prealign_group(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("PreAlign")
-    g.add_argument("--stage", default="pretrain", choices=["pretrain"],
-                   help="pretrain: (code-switched) LM pretraining.")
+    g.add_argument("--stage", default="pretrain", choices=["pretrain", "align"],
+                   help="pretrain: (code-switched) LM pretraining (stage 2); align: stage-1 alignment "
+                        "initialization on --alignment-dictionary.")
+    g.add_argument("--alignment-dictionary", default=None,
+                   help="Stage 1: dictionary to align (pairs 'src<TAB>tgt' or multi-way JSONL "
+                        "{'words': 'a $ b $ c'}). --micro-batch-size counts its entries.")
+    g.add_argument("--alignment-max-word-tokens", type=int, default=30,
+                   help="Words longer than this many tokens are dropped and counted (authors: 30).")
+    g.add_argument("--alignment-heldout-fraction", type=float, default=0.05,
+                   help="Share of dictionary entries held out of stage-1 training for metrics.")
+    g.add_argument("--alignment-levels", default="all",
+                   help="Levels aligned in stage 1: all, or a comma list of embedding, layers, "
+                        "layerK, layerA-B, final_norm, output_embedding.")
+    g.add_argument("--alignment-temperature", type=float, default=0.1, help="InfoNCE temperature (paper 0.1).")
+    g.add_argument("--alignment-alpha", type=float, default=0.1,
+                   help="Weight of the contrastive loss (authors' code 0.1).")
+    g.add_argument("--alignment-lm-weight", type=float, default=1.0,
+                   help="Weight of the LM loss on dictionary words.")
+    g.add_argument("--alignment-anti-collapse-weight", type=float, default=0.0,
+                   help="Weight of max(0, mean off-diagonal cosine) per level (authors' code: on).")
+    g.add_argument("--alignment-eval-dictionary", nargs="*", default=[], metavar="NAME=PATH",
+                   help="Dictionaries whose alignment (per-level cosine, P@1) is measured at every "
+                        "evaluation, in stage 1 and stage 2, e.g. heldout=dev.jsonl unseen=u.jsonl.")
+    g.add_argument("--alignment-eval-max-words", type=int, default=4000,
+                   help="Cap on words per evaluation dictionary (the first entries are kept).")
 
 
 def build_parser(extra_groups: Sequence = ()) -> argparse.ArgumentParser:
@@ -301,6 +328,8 @@ def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) ->
     # Data.
     if args.mock_data and args.data_path:
         _fail("--mock-data and --data-path are mutually exclusive")
+    if args.stage == "align":
+        _validate_alignment_stage(args)
     if not args.mock_data and not args.data_path and args.stage == "pretrain":
         _fail("give --data-path PREFIX (a preprocessed shard, see tools/preprocess_data.py) "
               "or --mock-data")
@@ -330,13 +359,64 @@ def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) ->
         _fail("--exit-signal-handler saves a checkpoint on SIGTERM: give --save DIR")
     if args.finetune and not args.load:
         _fail("--finetune needs --load DIR")
-    if args.load and not os.path.isdir(args.load):
-        _fail(f"--load {args.load}: no such directory")
+    if args.pretrained_checkpoint and not os.path.isdir(args.pretrained_checkpoint):
+        _fail(f"--pretrained-checkpoint {args.pretrained_checkpoint}: no such directory")
+    if args.pretrained_checkpoint and args.finetune:
+        _fail("--pretrained-checkpoint already loads weights only; drop --finetune")
+    args.alignment_eval_sets = _parse_eval_dictionaries(args.alignment_eval_dictionary)
+    if args.alignment_eval_sets and pp > 1:
+        _fail("--alignment-eval-dictionary needs every layer on one stage: use "
+              "--pipeline-model-parallel-size 1 for runs that measure alignment")
     if args.eval_interval is not None and args.eval_interval < 1:
         _fail("--eval-interval must be >= 1")
     if args.log_interval < 1:
         _fail("--log-interval must be >= 1")
     return args
+
+
+def _validate_alignment_stage(args: argparse.Namespace) -> None:
+    if not args.alignment_dictionary:
+        _fail("--stage align needs --alignment-dictionary FILE (pairs or multi-way JSONL)")
+    if not os.path.isfile(args.alignment_dictionary):
+        _fail(f"--alignment-dictionary {args.alignment_dictionary}: no such file")
+    if args.pipeline_model_parallel_size > 1:
+        _fail("--stage align runs with --pipeline-model-parallel-size 1 (every level must be on one "
+              "stage); its checkpoint loads into stage 2 at any TP/PP")
+    if args.data_path or args.mock_data:
+        _fail("--stage align trains on --alignment-dictionary only; drop --data-path/--mock-data")
+    if args.tokenizer_type in (None, "NullTokenizer"):
+        _fail("--stage align needs a real tokenizer (--tokenizer-type SentencePieceTokenizer or "
+              "HuggingFaceTokenizer) to tokenize the dictionary words")
+    if args.alignment_max_word_tokens > args.max_position_embeddings:
+        _fail(f"--alignment-max-word-tokens {args.alignment_max_word_tokens} exceeds "
+              f"--max-position-embeddings {args.max_position_embeddings}")
+    from megatron_prealign.alignment.levels import parse_levels
+    from megatron_prealign.alignment.loss import AlignmentLossConfig
+
+    try:
+        args.alignment_level_names = parse_levels(args.alignment_levels, args.num_layers)
+    except ValueError as err:
+        _fail(str(err))
+
+    try:
+        AlignmentLossConfig(args.alignment_alpha, args.alignment_lm_weight,
+                            args.alignment_temperature, args.alignment_anti_collapse_weight)
+    except ValueError as err:
+        _fail(str(err))
+
+
+def _parse_eval_dictionaries(items: List[str]) -> dict:
+    sets = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            _fail(f"--alignment-eval-dictionary: expected NAME=PATH, got {item!r}")
+        if not os.path.isfile(path):
+            _fail(f"--alignment-eval-dictionary {name}: {path} does not exist")
+        if name in sets:
+            _fail(f"--alignment-eval-dictionary: the name {name!r} is used twice")
+        sets[name] = path
+    return sets
 
 
 def _check_data_path(data_path: List[str]) -> None:

@@ -49,6 +49,7 @@ class CheckpointError(RuntimeError):
 
 @dataclass
 class LoadedState:
+    path: str
     iteration: int
     consumed_samples: int
     meta: dict
@@ -176,6 +177,21 @@ def save_checkpoint(root: str, iteration: int, consumed_samples: int, model: Lis
     return final_dir
 
 
+def has_checkpoint(root: str) -> bool:
+    """Whether ``root`` holds a complete checkpoint to resume (tracker file or iteration dir)."""
+    return os.path.isfile(os.path.join(root, TRACKER_FILENAME)) or \
+        os.path.isfile(os.path.join(root, META_FILENAME))
+
+
+def looks_started(root: str) -> bool:
+    """Whether ``root`` holds anything checkpoint-like (so a missing tracker is an error, not a
+    fresh start)."""
+    if not os.path.isdir(root):
+        return False
+    return any(name.startswith("iter_") and not name.endswith(".incomplete") or
+               name == TRACKER_FILENAME for name in os.listdir(root))
+
+
 def find_checkpoint(root: str) -> str:
     """The newest complete iteration directory under ``root`` (or ``root`` itself if it is one)."""
     if os.path.isfile(os.path.join(root, META_FILENAME)):
@@ -254,6 +270,6 @@ def load_checkpoint(root: str, model: List, optimizer, scheduler, args: Namespac
         scheduler.load_state_dict(loaded["opt_param_scheduler"])
     if load_rng:
         _set_rng_state(loaded["rng_state"])
-    return LoadedState(iteration=int(loaded.get("iteration", meta["iteration"])),
+    return LoadedState(path=path, iteration=int(loaded.get("iteration", meta["iteration"])),
                        consumed_samples=int(loaded.get("consumed_samples", meta["consumed_samples"])),
                        meta=meta)

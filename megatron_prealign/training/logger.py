@@ -48,8 +48,9 @@ def peak_tflops() -> Optional[float]:
 
 
 class TrainingLogger:
-    def __init__(self, args: Namespace):
+    def __init__(self, args: Namespace, throughput_unit: str = "tokens"):
         self.args = args
+        self.unit = throughput_unit
         self.is_writer = (not torch.distributed.is_initialized()) or torch.distributed.get_rank() == 0
         self.tb = None
         self.wandb = None
@@ -88,12 +89,13 @@ class TrainingLogger:
         elapsed = max(time.time() - self._window_start, 1e-9)
         tokens_per_s = self._window_tokens / elapsed
         record = {"event": "train", "iteration": iteration, "lr": lr, "grad_norm": grad_norm,
-                  "tokens_per_s": tokens_per_s, **{k.replace(" ", "_"): v for k, v in losses.items()}}
+                  f"{self.unit}_per_s": tokens_per_s, **{k.replace(" ", "_"): v for k, v in losses.items()}}
         parts = [f"iteration {iteration:>7d}/{self.args.train_iters}"]
-        parts += [f"{k}: {v:.6f}" for k, v in losses.items()]
+        # Per-level stage-1 losses go to TensorBoard/JSON; the console keeps the totals.
+        parts += [f"{k}: {v:.6f}" for k, v in losses.items() if k in ("lm loss", "align loss")]
         parts += [f"lr: {lr:.3e}", f"grad norm: {grad_norm:.4f}" if grad_norm is not None else "grad norm: -",
-                  f"tokens/s: {tokens_per_s:,.0f}"]
-        if self.peak:
+                  f"{self.unit}/s: {tokens_per_s:,.0f}"]
+        if self.peak and self.unit == "tokens":
             world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
             mfu = tokens_per_s * self.flops_per_token / (world * self.peak * 1e12)
             record["mfu"] = mfu
@@ -104,11 +106,14 @@ class TrainingLogger:
         self._window_tokens = 0
 
     def log_eval(self, iteration: int, losses: Dict[str, float], extra: Optional[dict] = None) -> None:
+        extra = extra or {}
         record = {"event": "eval", "iteration": iteration,
-                  **{k.replace(" ", "_"): v for k, v in losses.items()}, **(extra or {})}
-        self.print(f"validation at iteration {iteration} | " +
-                   " | ".join(f"{k}: {v:.6f}" for k, v in {**losses, **(extra or {})}.items()
-                              if isinstance(v, (int, float))))
+                  **{k.replace(" ", "_"): v for k, v in losses.items()}, **extra}
+        if losses:
+            self.print(f"validation at iteration {iteration} | " +
+                       " | ".join(f"{k}: {v:.6f}" for k, v in losses.items()))
+        for line in _alignment_lines(extra):
+            self.print(f"alignment at iteration {iteration} | {line}")
         self._write(iteration, record, prefix="valid")
 
     def _write(self, iteration: int, record: dict, prefix: str) -> None:
@@ -132,3 +137,19 @@ class TrainingLogger:
             self.json_file.close()
         if self.wandb:
             self.wandb.finish()
+
+
+def _alignment_lines(extra: Dict[str, float]) -> list:
+    """Compact console lines for ``align/<set>/<level>/<metric>`` scalars, one per set."""
+    sets: Dict[str, Dict[str, Dict[str, float]]] = {}
+    for key, value in extra.items():
+        parts = key.split("/")
+        if len(parts) == 4 and parts[0] == "align":
+            sets.setdefault(parts[1], {}).setdefault(parts[2], {})[parts[3]] = value
+    lines = []
+    for set_name, levels in sets.items():
+        p1 = " ".join(f"{lvl} {m.get('p_at_1', float('nan')):.3f}" for lvl, m in levels.items())
+        gap = " ".join(f"{lvl} {m.get('aligned_cosine', float('nan')) - m.get('random_cosine', float('nan')):+.3f}"
+                       for lvl, m in levels.items())
+        lines.append(f"{set_name} P@1: {p1} | cosine aligned-random: {gap}")
+    return lines

@@ -109,17 +109,34 @@ def setup(args: Namespace, model_builder: Optional[Callable] = None) -> Training
         config.no_sync_func = model[0].no_sync
     state = TrainingState(args=args, tokenizer=tokenizer, model=model, optimizer=optimizer,
                           scheduler=scheduler)
-    if args.load:
-        loaded = checkpointing.load_checkpoint(
-            args.load, model, optimizer, scheduler, args,
+    restore(state)
+    return state
+
+
+def restore(state: TrainingState) -> None:
+    """Resume ``--load`` if it holds a checkpoint; else start from ``--pretrained-checkpoint``'s
+    weights (fresh optimizer, schedule, iteration and data position) or from scratch."""
+    from megatron_prealign.training import checkpointing
+
+    args = state.args
+    rank0 = torch.distributed.get_rank() == 0
+    if args.load and (checkpointing.has_checkpoint(args.load) or checkpointing.looks_started(args.load)):
+        loaded = checkpointing.load_checkpoint(  # raises a clear error for a damaged directory
+            args.load, state.model, state.optimizer, state.scheduler, args,
             load_optimizer=not (args.finetune or args.no_load_optim),
             load_rng=not (args.finetune or args.no_load_rng))
         if not args.finetune:
             state.iteration, state.consumed_samples = loaded.iteration, loaded.consumed_samples
-        if args.finetune or args.no_load_optim:
-            # A fresh schedule from step 0; the optimizer state was not loaded either.
-            scheduler.step(increment=0)
-    return state
+        if rank0:
+            print(f"loaded {loaded.path} (iteration {loaded.iteration})", flush=True)
+    elif args.pretrained_checkpoint:
+        loaded = checkpointing.load_checkpoint(args.pretrained_checkpoint, state.model, state.optimizer,
+                                               state.scheduler, args, load_optimizer=False,
+                                               load_rng=False)
+        if rank0:
+            print(f"initialized weights from {loaded.path}", flush=True)
+    elif args.load and rank0:
+        print(f"no checkpoint in {args.load} yet: starting from scratch", flush=True)
 
 
 def save(state: TrainingState, extra_meta: Optional[dict] = None) -> None:
@@ -140,6 +157,7 @@ def train(
     valid_iterator_factory: Optional[Callable[[], Iterator]] = None,
     eval_callbacks: Optional[List[EvalCallback]] = None,
     tokens_per_sample: Optional[int] = None,
+    throughput_unit: str = "tokens",
 ) -> TrainingState:
     """Train from ``state.iteration`` to ``--train-iters``; save, evaluate and stop on request.
 
@@ -150,10 +168,10 @@ def train(
     from megatron_prealign.training.step import evaluate, train_step
 
     args = state.args
-    logger = TrainingLogger(args)
+    logger = TrainingLogger(args, throughput_unit)
     exits = ExitController(args, start_time=time.time())
     tokens_per_sample = tokens_per_sample or args.seq_length
-    last_saved = state.iteration if args.load and not args.finetune else None
+    last_saved = state.iteration if state.iteration > 0 else None
     try:
         while state.iteration < args.train_iters:
             result = train_step(forward_step, train_iterator, state.model, state.optimizer,

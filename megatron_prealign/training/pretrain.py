@@ -22,7 +22,14 @@ def run(args: Namespace) -> int:
         train_ds, valid_ds = build_datasets(args, state.tokenizer)
         train_iterator = iter(make_loader(train_ds, state.consumed_samples, args))
         valid_factory = (lambda: iter(make_loader(valid_ds, 0, args))) if valid_ds is not None else None
-        train(state, lm_forward_step, train_iterator, valid_factory)
+        callbacks = []
+        if args.alignment_eval_sets:
+            from megatron_prealign.training.align import build_evaluator
+
+            rank0 = torch.distributed.get_rank() == 0
+            callbacks.append(build_evaluator(args, state.tokenizer,
+                                             log=print if rank0 else (lambda *a, **k: None)))
+        train(state, lm_forward_step, train_iterator, valid_factory, callbacks)
     except (NonFiniteLossError, CheckpointError) as err:
         if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
             print(f"error: {err}", file=sys.stderr, flush=True)
