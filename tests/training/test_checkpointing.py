@@ -18,8 +18,10 @@ COMMON = ["--global-batch-size", "4", "--train-iters", "10"]
 def test_resume_is_exact(tmp_path):
     _, straight = pretrain(tmp_path, "straight", COMMON)
     ckpt = tmp_path / "ckpt"
-    proc, first = pretrain(tmp_path, "first", COMMON + ["--save", ckpt, "--exit-interval", "5"])
+    proc, first = pretrain(tmp_path, "first", COMMON + ["--save", ckpt, "--exit-interval", "5",
+                                                        "--tensorboard-dir", tmp_path / "tb"])
     assert "exiting at iteration 5" in proc.stdout
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))  # TensorBoard scalars written
     assert (ckpt / "latest_checkpointed_iteration.txt").read_text() == "5"
     _, second = pretrain(tmp_path, "second", COMMON + ["--save", ckpt, "--load", ckpt])
     resumed = train_losses(first) + train_losses(second)

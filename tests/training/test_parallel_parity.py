@@ -34,3 +34,15 @@ def test_two_ranks_match_single_process(tmp_path, reference, layout):
         assert abs(got - want) <= 1e-5 * abs(want), f"iteration {it}: {got} vs {want}"
     # Training really moved: identical losses would also come from a frozen model.
     assert reference[0] != reference[-1]
+
+
+@pytest.mark.parametrize("sp", [[], ["--sequence-parallel"]], ids=["tp2", "tp2-sp"])
+def test_replicated_parameters_identical_on_tp_ranks(sp):
+    from tests.conftest import run_torchrun
+    from tests.training.helpers import TINY_MODEL
+
+    proc = run_torchrun(["tests/training/replicas_worker.py", *TINY_MODEL, "--train-iters", "3",
+                         "--tensor-model-parallel-size", "2", *sp], nproc=2)
+    counts = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("REPLICAS_OK")]
+    # 2 layers x 2 norms + final norm = 5 replicated weights (no biases, untied, RoPE).
+    assert counts == [5], proc.stdout[-2000:]
