@@ -122,6 +122,11 @@ def _data_group(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data-path", nargs="*", default=None,
                    help="Shard prefixes, optionally weighted: 'w1 prefix1 w2 prefix2 ...'.")
     g.add_argument("--split", default="969,30,1", help="Train,valid,test split of each prefix.")
+    g.add_argument("--valid-data-path", nargs="*", default=None,
+                   help="Validation shards (optionally weighted); replaces the validation share of "
+                        "--split, and --data-path is then used whole for training.")
+    g.add_argument("--multiple-validation-sets", action="store_true",
+                   help="Evaluate each --valid-data-path prefix on its own ('lm loss <name>').")
     g.add_argument("--mock-data", action="store_true", help="Synthetic tokens (no --data-path).")
     g.add_argument("--tokenizer-type", default=None,
                    choices=["SentencePieceTokenizer", "GPTSentencePieceTokenizer",
@@ -335,6 +340,12 @@ def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) ->
               "or --mock-data")
     if args.data_path:
         _check_data_path(args.data_path)
+    if args.valid_data_path:
+        if not args.data_path:
+            _fail("--valid-data-path needs --data-path for the training data")
+        _check_data_path(args.valid_data_path)
+    if args.multiple_validation_sets and not args.valid_data_path:
+        _fail("--multiple-validation-sets needs --valid-data-path")
     if args.tokenizer_type is None:
         args.tokenizer_type = "NullTokenizer" if args.mock_data else None
     if args.tokenizer_type is None:

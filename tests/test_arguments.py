@@ -11,23 +11,27 @@ from tests.conftest import REPO_ROOT
 
 # Growing the CLI is a reviewed decision: update this list in the same change.
 EXPECTED_FLAGS = sorted("""
---adam-beta1 --adam-beta2 --adam-eps --attention-dropout --bf16 --calculate-per-token-loss
---clip-grad --data-cache-path --data-path --disable-bias-linear --distributed-backend
+--adam-beta1 --adam-beta2 --adam-eps --alignment-alpha --alignment-anti-collapse-weight
+--alignment-dictionary --alignment-eval-dictionary --alignment-eval-max-words
+--alignment-heldout-fraction --alignment-levels --alignment-lm-weight --alignment-max-word-tokens
+--alignment-temperature --attention-dropout --bf16 --calculate-per-token-loss --clip-grad
+--data-cache-path --data-path --disable-bias-linear --distributed-backend
 --distributed-timeout-minutes --english-clone --eod-mask-loss --eval-interval --eval-iters
 --exit-duration-in-mins --exit-interval --exit-signal-handler --ffn-hidden-size --finetune --fp16
---fp8-format --fp8-recipe --global-batch-size --group-query-attention --hidden-dropout --hidden-size
---init-method-std --initial-loss-scale --kv-channels --load --log-interval --log-json --loss-scale
---lr --lr-decay-iters --lr-decay-style --lr-warmup-fraction --lr-warmup-init --lr-warmup-iters
---make-vocab-size-divisible-by --max-position-embeddings --micro-batch-size --min-lr --mock-data
---no-disable-bias-linear --no-load-optim --no-load-rng --no-save-optim --no-swiglu
---no-untie-embeddings-and-output-weights --norm-epsilon --normalization --num-attention-heads
---num-layers --num-query-groups --num-workers --overlap-grad-reduce --overlap-param-gather
---pipeline-model-parallel-size --position-embedding-type --recompute-granularity --recompute-method
+--fp8-format --fp8-recipe --global-batch-size --group-query-attention --hidden-dropout
+--hidden-size --init-method-std --initial-loss-scale --kv-channels --load --log-interval --log-json
+--loss-scale --lr --lr-decay-iters --lr-decay-style --lr-warmup-fraction --lr-warmup-init
+--lr-warmup-iters --make-vocab-size-divisible-by --max-position-embeddings --micro-batch-size
+--min-lr --mock-data --multiple-validation-sets --no-disable-bias-linear --no-load-optim
+--no-load-rng --no-save-optim --no-swiglu --no-untie-embeddings-and-output-weights --norm-epsilon
+--normalization --num-attention-heads --num-layers --num-query-groups --num-workers
+--overlap-grad-reduce --overlap-param-gather --pipeline-model-parallel-size
+--position-embedding-type --pretrained-checkpoint --recompute-granularity --recompute-method
 --recompute-num-layers --rotary-base --rotary-percent --save --save-interval --seed --seq-length
 --sequence-parallel --split --stage --swiglu --tensor-model-parallel-size --tensorboard-dir
 --tokenizer-model --tokenizer-type --train-iters --transformer-impl
 --untie-embeddings-and-output-weights --use-cpu-initialization --use-distributed-optimizer
---vocab-size --wandb-exp-name --wandb-project --weight-decay
+--valid-data-path --vocab-size --wandb-exp-name --wandb-project --weight-decay
 """.split())
 
 MOCK = ["--mock-data"]
@@ -94,3 +98,30 @@ def test_entry_rejects_bad_flags_before_starting_work():
     assert "--hidden-size 64 is not divisible by --num-attention-heads 6" in proc.stderr
     assert "iteration" not in proc.stdout  # nothing was trained
     assert time.time() - start < 60
+
+
+def test_alignment_stage_flags(tmp_path):
+    dictionary = tmp_path / "d.jsonl"
+    dictionary.write_text('{"words": "a $ b"}\n')
+    spm = tmp_path / "m.model"
+    spm.write_bytes(b"x")
+    base = ["--stage", "align", "--tokenizer-type", "SentencePieceTokenizer", "--tokenizer-model", str(spm)]
+    with pytest.raises(ArgumentError, match="needs --alignment-dictionary"):
+        parse_args(base, world_size=1)
+    with pytest.raises(ArgumentError, match="--pipeline-model-parallel-size 1"):
+        parse_args(base + ["--alignment-dictionary", str(dictionary),
+                           "--pipeline-model-parallel-size", "2"], world_size=2)
+    with pytest.raises(ArgumentError, match="unknown level 'layer9'"):
+        parse_args(base + ["--alignment-dictionary", str(dictionary), "--alignment-levels",
+                           "embedding,layer9"], world_size=1)
+    with pytest.raises(ArgumentError, match="alignment_temperature must be a finite number > 0"):
+        parse_args(base + ["--alignment-dictionary", str(dictionary),
+                           "--alignment-temperature", "0"], world_size=1)
+    args = parse_args(base + ["--alignment-dictionary", str(dictionary), "--num-layers", "4",
+                              "--alignment-levels", "embedding,layer1-2,output_embedding"], world_size=1)
+    assert args.alignment_level_names == ["embedding", "layer1", "layer2", "output_embedding"]
+    with pytest.raises(ArgumentError, match="expected NAME=PATH"):
+        parse_args(MOCK + ["--alignment-eval-dictionary", str(dictionary)], world_size=1)
+    with pytest.raises(ArgumentError, match="needs every layer on one stage"):
+        parse_args(MOCK + ["--alignment-eval-dictionary", f"dev={dictionary}",
+                           "--pipeline-model-parallel-size", "2"], world_size=2)

@@ -12,6 +12,7 @@ every run with the same data) scores the same held-out batches: curves are compa
 
 from __future__ import annotations
 
+import os
 from argparse import Namespace
 from typing import Iterator, List, Optional
 
@@ -45,13 +46,18 @@ class PretrainingSampler:
             yield list(range(first + start, first + start + self.micro_batch_size))
 
 
-def dataset_config(args: Namespace, tokenizer) -> GPTDatasetConfig:
-    blend = get_blend_from_list(args.data_path) if args.data_path else None
+def dataset_config(args: Namespace, tokenizer, blend_per_split=None) -> GPTDatasetConfig:
+    if blend_per_split is not None:
+        blend, split = None, None
+    else:
+        blend = get_blend_from_list(args.data_path) if args.data_path else None
+        split = args.split if blend else None
     return GPTDatasetConfig(
         random_seed=args.seed,
         sequence_length=args.seq_length,
         blend=blend,
-        split=args.split if blend else None,
+        blend_per_split=blend_per_split,
+        split=split,
         tokenizer=tokenizer,
         reset_position_ids=False,
         reset_attention_mask=False,
@@ -62,23 +68,53 @@ def dataset_config(args: Namespace, tokenizer) -> GPTDatasetConfig:
     )
 
 
+def _set_name(prefix: str) -> str:
+    return os.path.basename(prefix).removesuffix("_text_document")
+
+
 def build_datasets(args: Namespace, tokenizer):
-    """Train and validation datasets sized for the whole run (Megatron's ``sizes`` contract)."""
-    train_samples = args.train_iters * args.global_batch_size
-    valid_samples = args.eval_iters * args.global_batch_size if args.eval_interval else 0
-    config = dataset_config(args, tokenizer)
+    """Train dataset and validation datasets (``{name: dataset}``) sized for the whole run.
+
+    Validation comes from the validation share of ``--split``, or from ``--valid-data-path``
+    (one blended set, or one set per prefix with ``--multiple-validation-sets``). The single set is
+    named ``""`` so its loss is logged as plain ``lm loss``.
+    """
     if args.mock_data:
         cls = MockGPTDataset
     else:
         from megatron_prealign.data.datasets import PreAlignGPTDataset as cls
-    # Every rank builds (rank 0 first writes the index cache, the others then read it).
-    train, valid, _ = BlendedMegatronDatasetBuilder(
-        cls, [train_samples, valid_samples, 0], lambda: True, config
-    ).build()
-    if args.eval_interval and valid is None:
-        raise ValueError(f"--eval-interval is set but --split {args.split} gives no validation "
-                         "data; give the validation part a weight, e.g. --split 98,2,0")
-    return train, valid
+    train_samples = args.train_iters * args.global_batch_size
+    valid_samples = args.eval_iters * args.global_batch_size if args.eval_interval else 0
+
+    def build(sizes, blend_per_split=None):
+        # Every rank builds (rank 0 first writes the index cache, the others then read it).
+        config = dataset_config(args, tokenizer, blend_per_split)
+        return BlendedMegatronDatasetBuilder(cls, sizes, lambda: True, config).build()
+
+    if not args.valid_data_path:
+        train, valid, _ = build([train_samples, valid_samples, 0])
+        if args.eval_interval and valid is None:
+            raise ValueError(f"--eval-interval is set but --split {args.split} gives no validation "
+                             "data; give the validation part a weight, e.g. --split 98,2,0, or "
+                             "pass --valid-data-path")
+        return train, ({"": valid} if valid is not None else {})
+    train = build([train_samples, 0, 0], [get_blend_from_list(args.data_path), None, None])[0]
+    if not args.eval_interval:
+        return train, {}
+    if args.multiple_validation_sets:
+        prefixes = [p for p in args.valid_data_path if not _is_number(p)]
+        return train, {_set_name(p): build([0, valid_samples, 0], [None, ([p], None), None])[1]
+                       for p in prefixes}
+    valid = build([0, valid_samples, 0], [None, get_blend_from_list(args.valid_data_path), None])[1]
+    return train, {"": valid}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def make_loader(dataset, consumed_samples: int, args: Namespace) -> Optional[torch.utils.data.DataLoader]:

@@ -154,7 +154,7 @@ def train(
     state: TrainingState,
     forward_step: Callable,
     train_iterator: Iterator,
-    valid_iterator_factory: Optional[Callable[[], Iterator]] = None,
+    valid_iterator_factories: Optional[Dict[str, Callable[[], Iterator]]] = None,
     eval_callbacks: Optional[List[EvalCallback]] = None,
     tokens_per_sample: Optional[int] = None,
     throughput_unit: str = "tokens",
@@ -186,8 +186,10 @@ def train(
                 logger.log_train(state.iteration, result.losses, lr, result.grad_norm)
             if args.eval_interval and (state.iteration % args.eval_interval == 0
                                        or state.iteration == args.train_iters):
-                losses = evaluate(forward_step, valid_iterator_factory, state.model, args) \
-                    if valid_iterator_factory else {}
+                losses = {}
+                for name, factory in (valid_iterator_factories or {}).items():
+                    for loss_name, value in evaluate(forward_step, factory, state.model, args).items():
+                        losses[f"{loss_name} {name}".strip()] = value
                 extra = {}
                 for callback in eval_callbacks or []:
                     extra.update(callback(state.model, state.iteration))

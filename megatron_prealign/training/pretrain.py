@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from argparse import Namespace
+from functools import partial
 
 import torch
 
@@ -19,9 +20,10 @@ def run(args: Namespace) -> int:
 
     try:
         state = setup(args)
-        train_ds, valid_ds = build_datasets(args, state.tokenizer)
+        train_ds, valid_sets = build_datasets(args, state.tokenizer)
         train_iterator = iter(make_loader(train_ds, state.consumed_samples, args))
-        valid_factory = (lambda: iter(make_loader(valid_ds, 0, args))) if valid_ds is not None else None
+        valid_factories = {name: partial(lambda ds: iter(make_loader(ds, 0, args)), ds)
+                           for name, ds in valid_sets.items()}
         callbacks = []
         if args.alignment_eval_sets:
             from megatron_prealign.training.align import build_evaluator
@@ -29,7 +31,7 @@ def run(args: Namespace) -> int:
             rank0 = torch.distributed.get_rank() == 0
             callbacks.append(build_evaluator(args, state.tokenizer,
                                              log=print if rank0 else (lambda *a, **k: None)))
-        train(state, lm_forward_step, train_iterator, valid_factory, callbacks)
+        train(state, lm_forward_step, train_iterator, valid_factories, callbacks)
     except (NonFiniteLossError, CheckpointError) as err:
         if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
             print(f"error: {err}", file=sys.stderr, flush=True)
