@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from argparse import Namespace
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional
 
 import torch
@@ -34,7 +34,6 @@ class TrainingState:
     scheduler: object
     iteration: int = 0
     consumed_samples: int = 0
-    history: List[dict] = field(default_factory=list)
 
 
 def build_tokenizer_for(args: Namespace):
@@ -173,28 +172,31 @@ def train(
     exits = ExitController(args, start_time=time.time())
     tokens_per_sample = tokens_per_sample or args.seq_length
     last_saved = state.iteration if state.iteration > 0 else None
+    def run_evaluation() -> None:
+        losses = {}
+        for name, factory in (valid_iterator_factories or {}).items():
+            for loss_name, value in evaluate(forward_step, factory, state.model, args).items():
+                losses[f"{loss_name} {name}".strip()] = value
+        extra = {}
+        for callback in eval_callbacks or []:
+            extra.update(callback(state.model, state.iteration))
+        logger.log_eval(state.iteration, losses, extra)
+
     try:
+        if args.eval_interval and state.iteration == 0:
+            run_evaluation()  # the starting point of every curve (e.g. alignment at init)
         while state.iteration < args.train_iters:
             result = train_step(forward_step, train_iterator, state.model, state.optimizer,
                                 state.scheduler, args, state.iteration + 1)
             state.iteration += 1
             state.consumed_samples += args.global_batch_size
             logger.count_tokens(args.global_batch_size * tokens_per_sample)
-            record = {"iteration": state.iteration, **result.losses}
-            state.history.append(record)
             if state.iteration % args.log_interval == 0 or state.iteration == args.train_iters:
                 lr = state.optimizer.param_groups[0]["lr"]
                 logger.log_train(state.iteration, result.losses, lr, result.grad_norm)
             if args.eval_interval and (state.iteration % args.eval_interval == 0
                                        or state.iteration == args.train_iters):
-                losses = {}
-                for name, factory in (valid_iterator_factories or {}).items():
-                    for loss_name, value in evaluate(forward_step, factory, state.model, args).items():
-                        losses[f"{loss_name} {name}".strip()] = value
-                extra = {}
-                for callback in eval_callbacks or []:
-                    extra.update(callback(state.model, state.iteration))
-                logger.log_eval(state.iteration, losses, extra)
+                run_evaluation()
             if args.save and args.save_interval and state.iteration % args.save_interval == 0:
                 save(state)
                 last_saved = state.iteration
