@@ -28,7 +28,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout"],
-        "hf": ["transformers>=4.45", "tokenizers", "safetensors"],
+        "hf": ["transformers>=4.45", "tokenizers", "safetensors", "protobuf"],
         # Not on PyPI as binaries for every platform; NGC containers ship both.
         "gpu": ["transformer-engine[pytorch]", "apex"],
         "wandb": ["wandb"],

@@ -15,6 +15,13 @@ Patches (each checked by ``tests/test_cpu_compat.py``, which fails loudly when u
 4. ``megatron.core.optimizer.optimizer.clip_grad_by_total_norm_fp32`` asserts that every gradient
    is a ``torch.cuda.FloatTensor``; on CPU it is replaced by the same scaling done with
    ``torch._foreach_mul_`` (the norm itself is computed by Megatron's own code).
+5. ``Tensor.cuda()`` returns the tensor itself: with tied embeddings and pipeline parallelism,
+   ``LanguageModule.setup_embeddings_and_output_layer`` moves the last stage's copy of the
+   embedding with ``.cuda()`` before the all-reduce that makes both stages start equal.
+
+Patch 3 fills torch's cache of factory functions before wrapping them, so that
+``with torch.device(...)`` (transformers builds models under ``torch.device("meta")``) still
+recognises them.
 
 Call ``apply()`` before the first ``import megatron.core``; the runtime (``training.initialize``)
 does this, and nothing else in the package patches upstream code.
@@ -77,6 +84,11 @@ def _clip_grad_by_total_norm_cpu(
         torch._foreach_mul_(grads, clip_coeff)
 
 
+def _tensor_stays_on_cpu(self, *args, **kwargs):
+    """``Tensor.cuda()`` without CUDA: the tensor itself (patch 5)."""
+    return self
+
+
 def apply() -> bool:
     """Install the CPU patches if CUDA is unavailable. Idempotent.
 
@@ -91,8 +103,15 @@ def apply() -> bool:
 
     torch.cuda.current_device = lambda: "cpu"
     torch.cuda.synchronize = lambda *args, **kwargs: None
+    # ``with torch.device(...)`` recognises factories by identity through a cache filled on first
+    # use; fill it with torch's own functions before wrapping them, or the context stops applying
+    # (transformers builds models under ``torch.device("meta")``).
+    from torch.utils import _device as torch_device_context
+
+    torch_device_context._device_constructors()
     for name in _FACTORY_FUNCTIONS:
         setattr(torch, name, _cpu_factory(getattr(torch, name)))
+    torch.Tensor.cuda = _tensor_stays_on_cpu
 
     import megatron.core.optimizer.optimizer as megatron_optimizer
 

@@ -1,0 +1,231 @@
+"""Cross-lingual knowledge application: pick the right object of a fact by likelihood.
+
+A *fact* is (subject, relation, object). It is rendered from a per-relation template into a
+prompt (``"The capital of {subject} is"``) in some language; the *candidates* are objects (the
+right one and distractors, usually the other objects of the same relation). The model picks the
+candidate whose continuation has the highest log-likelihood given the prompt: the sum of the
+log-probabilities of its tokens (or their mean with ``length_normalize``), softmax over the real
+vocabulary. Accuracy is the share of items where the pick is the right object.
+
+Items carry a *group* so that one run reports the three numbers the experiment needs, e.g. for
+facts queried in language B:
+
+* ``transfer``: facts seen only in language A during training (cross-lingual application);
+* ``seen``: facts seen in language B itself (upper bound);
+* ``unseen``: facts never seen (chance, measured; the expected chance ``mean(1/#candidates)`` is
+  reported beside every group).
+
+Everything here works on token ids, so any language pair works, including English-Clone (clone
+text carries the ``<clone>`` tag; ``text_encoders`` handles it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections import OrderedDict
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from megatron_prealign.evaluation.models import EvalModel
+
+Ids = Tuple[int, ...]
+Scorer = Callable[[Sequence[Tuple[Ids, Ids]]], List[float]]
+
+
+@dataclasses.dataclass(frozen=True)
+class KnowledgeItem:
+    """One multiple-choice query, in token ids."""
+
+    prompt: Ids
+    """Prompt ids (the rendered template with the subject)."""
+    candidates: Tuple[Ids, ...]
+    """Continuation ids of each candidate object (word-initial form)."""
+    answer: int
+    """Index of the right candidate."""
+    group: str = "all"
+    """Which set the item belongs to (e.g. ``transfer``, ``seen``, ``unseen``)."""
+
+    def __post_init__(self):
+        if not self.candidates or not 0 <= self.answer < len(self.candidates):
+            raise ValueError(f"answer {self.answer} is not an index of the {len(self.candidates)} "
+                             "candidates")
+        if not self.prompt or any(len(c) == 0 for c in self.candidates):
+            raise ValueError("empty prompt or candidate")
+
+
+@dataclasses.dataclass(frozen=True)
+class Fact:
+    """A (subject, relation, object) triple, as text."""
+
+    subject: str
+    relation: str
+    object: str
+
+
+def text_encoders(tokenizer, language_tag: str = ""):
+    """(encode_prompt, encode_object) for a ``data.tokenizer.TextTokenizer``.
+
+    ``language_tag`` is prepended to every text (``"<clone>"`` renders English-Clone). Objects are
+    encoded as continuations: with a leading space, i.e. in word-initial form.
+    """
+    def encode_prompt(text: str) -> Ids:
+        return tuple(tokenizer.tokenize(language_tag + text))
+
+    def encode_object(text: str) -> Ids:
+        return tuple(tokenizer.tokenize(language_tag + " " + text))
+
+    return encode_prompt, encode_object
+
+
+def render_fact_items(facts: Sequence[Fact], templates: Mapping[str, str],
+                      encode_prompt: Callable[[str], Ids], encode_object: Callable[[str], Ids], *,
+                      group: Union[str, Callable[[Fact], str]] = "all",
+                      num_candidates: Optional[int] = None, seed: int = 0) -> List[KnowledgeItem]:
+    """Knowledge items for ``facts`` in one language.
+
+    Args:
+        facts: the facts to query.
+        templates: relation -> template with ``{subject}`` (the object follows the prompt).
+        encode_prompt, encode_object: text -> ids in the query language (``text_encoders``).
+        group: the items' group, or a function of the fact.
+        num_candidates: candidates per item: the right object plus distractors drawn (seeded)
+            from the other objects of the same relation; default all of them.
+        seed: seed of the distractor draw and of the candidate order.
+
+    Returns:
+        One ``KnowledgeItem`` per fact.
+    """
+    objects: Dict[str, List[str]] = OrderedDict()
+    for fact in facts:
+        pool = objects.setdefault(fact.relation, [])
+        if fact.object not in pool:
+            pool.append(fact.object)
+    rng = random.Random(seed)
+    items = []
+    for fact in facts:
+        if fact.relation not in templates:
+            raise KeyError(f"no template for relation {fact.relation!r}")
+        distractors = [o for o in objects[fact.relation] if o != fact.object]
+        if num_candidates is not None:
+            distractors = rng.sample(distractors, min(len(distractors), num_candidates - 1))
+        if not distractors:
+            raise ValueError(f"relation {fact.relation!r} has a single object: no distractor")
+        options = [fact.object] + distractors
+        rng.shuffle(options)
+        items.append(KnowledgeItem(
+            prompt=encode_prompt(templates[fact.relation].format(subject=fact.subject)),
+            candidates=tuple(encode_object(o) for o in options),
+            answer=options.index(fact.object),
+            group=group(fact) if callable(group) else group,
+        ))
+    return items
+
+
+class LikelihoodScorer:
+    """Summed log-likelihood of continuations given prompts, batched (a ``Scorer``)."""
+
+    def __init__(self, model: EvalModel, batch_size: int = 32):
+        self.model = model
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def __call__(self, pairs: Sequence[Tuple[Ids, Ids]]) -> List[float]:
+        scores: List[float] = []
+        for start in range(0, len(pairs), self.batch_size):
+            chunk = pairs[start:start + self.batch_size]
+            rows = [list(p) + list(c) for p, c in chunk]
+            if max(len(r) for r in rows) > self.model.max_length:
+                raise ValueError(f"a prompt + candidate is longer than the model's "
+                                 f"{self.model.max_length} positions")
+            length = max(len(r) for r in rows)
+            tokens = torch.zeros(len(rows), length, dtype=torch.long)  # [b, s], right-padded
+            for i, row in enumerate(rows):
+                tokens[i, :len(row)] = torch.tensor(row)
+            logp = F.log_softmax(self.model.logits(tokens), dim=-1)  # [b, s, V]
+            for i, (prompt, cont) in enumerate(chunk):
+                positions = torch.arange(len(prompt) - 1, len(prompt) + len(cont) - 1)  # predict cont
+                targets = torch.tensor(cont)
+                scores.append(float(logp[i, positions, targets].double().sum()))
+        return scores
+
+
+def knowledge_accuracy(scorer: Scorer, items: Sequence[KnowledgeItem], *,
+                       length_normalize: bool = False) -> Dict[str, Dict[str, float]]:
+    """Accuracy of picking the right candidate, per group and over all items.
+
+    Args:
+        scorer: ``pairs of (prompt ids, continuation ids) -> summed log-likelihoods``
+            (``LikelihoodScorer(model)``, or any callable with that contract).
+        items: the queries.
+        length_normalize: rank candidates by mean instead of summed log-likelihood per token.
+
+    Returns:
+        ``{group: {"accuracy", "items", "chance"}}`` plus ``"all"``; ``chance`` is the expected
+        accuracy of a uniform pick, ``mean(1 / #candidates)``.
+    """
+    if not items:
+        raise ValueError("no knowledge item to score")
+    pairs = [(item.prompt, cand) for item in items for cand in item.candidates]
+    flat = scorer(pairs)
+    if len(flat) != len(pairs):
+        raise ValueError(f"the scorer returned {len(flat)} scores for {len(pairs)} pairs")
+    per_group: Dict[str, List[Tuple[bool, float]]] = OrderedDict()
+    offset = 0
+    for item in items:
+        scores = flat[offset:offset + len(item.candidates)]
+        offset += len(item.candidates)
+        if length_normalize:
+            scores = [s / len(c) for s, c in zip(scores, item.candidates)]
+        pick = max(range(len(scores)), key=lambda k: (scores[k], -k))  # ties: first candidate
+        hit = (pick == item.answer, 1.0 / len(item.candidates))
+        per_group.setdefault(item.group, []).append(hit)
+        if item.group != "all":
+            per_group.setdefault("all", []).append(hit)
+    return {group: {"accuracy": sum(h for h, _ in hits) / len(hits), "items": len(hits),
+                    "chance": sum(c for _, c in hits) / len(hits)}
+            for group, hits in per_group.items()}
+
+
+def items_to_records(items: Iterable[KnowledgeItem]) -> List[dict]:
+    """The ids form of ``items`` as JSON records (one per line in a ``--knowledge`` file)."""
+    return [{"prompt_ids": list(i.prompt), "candidate_ids": [list(c) for c in i.candidates],
+             "answer": i.answer, "group": i.group} for i in items]
+
+
+def items_from_records(records: Iterable[dict], tokenizer=None, where: str = "items") -> List[KnowledgeItem]:
+    """Knowledge items from JSON records (the ``tools/evaluate.py --knowledge`` file format).
+
+    Each record is either text,
+    ``{"prompt": "The capital of X is", "candidates": ["Paris", "Rome"], "answer": 0, "group": "transfer"}``
+    (``answer`` an index or the right candidate's text; text may start with ``<clone>``), or ids,
+    ``{"prompt_ids": [...], "candidate_ids": [[...], ...], "answer": 0, "group": "transfer"}``.
+    """
+    from megatron_prealign.data.english_clone import CLONE_TAG
+
+    items = []
+    for n, record in enumerate(records, 1):
+        try:
+            if "prompt_ids" in record:
+                prompt = tuple(int(i) for i in record["prompt_ids"])
+                candidates = tuple(tuple(int(i) for i in c) for c in record["candidate_ids"])
+                answer = int(record["answer"])
+            else:
+                if tokenizer is None:
+                    raise ValueError("text items need a tokenizer; the model has none (use ids)")
+                tag = CLONE_TAG if record["prompt"].startswith(CLONE_TAG) else ""
+                encode_prompt, _ = text_encoders(tokenizer)
+                prompt = encode_prompt(record["prompt"])
+                texts = [c[len(CLONE_TAG):] if c.startswith(CLONE_TAG) else c
+                         for c in record["candidates"]]
+                _, encode_object = text_encoders(tokenizer, tag)
+                candidates = tuple(encode_object(c) for c in texts)
+                answer = record["answer"]
+                if isinstance(answer, str):
+                    answer = record["candidates"].index(answer)
+            items.append(KnowledgeItem(prompt, candidates, int(answer), str(record.get("group", "all"))))
+        except (KeyError, ValueError, TypeError) as err:
+            raise ValueError(f"{where}: record {n}: {err}") from err
+    return items
