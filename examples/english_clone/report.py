@@ -1,0 +1,210 @@
+"""The experiment's report: results.json, results.md and plots, from the finished steps.
+
+Inputs: each evaluation step's ``metrics.json`` (one value per metric for one arm and seed) and each
+stage-2 step's ``log.jsonl`` (training and evaluation events of ``pretrain_prealign.py``).
+
+    results.json   {"preset": ..., "seeds": [...], "arms": {arm: {metric: [value per seed]}},
+                    "curves": {arm: {seed: {...}}}}
+    results.md     mean +- std over seeds per arm, then the per-seed values
+    plots/clone_loss.png          held-out clone (and English) loss over stage 2, per arm
+    plots/alignment.png           dev-word P@1 per level over stage 2, per arm
+    plots/knowledge_transfer.png  knowledge-application and transfer accuracy, bars with seed spread
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Dict, List
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+HEADLINE = ["clone_ppl", "english_ppl", "knowledge_en_only", "knowledge_both", "knowledge_never",
+            "knowledge_en_only_in_english", "transfer_english", "transfer_clone",
+            "align_p1_last_layer_heldout", "align_p1_last_layer_unseen",
+            "align_p1_embedding_heldout", "align_p1_middle_layer_heldout",
+            "align_p1_last_layer_strict_unseen"]
+ARM_COLOURS = {"joint": "tab:grey", "init_only": "tab:blue", "cs_only": "tab:orange",
+               "prealign": "tab:green"}
+
+
+def read_log(path: Path) -> List[dict]:
+    """Events of a training log; a resumed run re-logs some iterations: the last record wins."""
+    records: Dict[tuple, dict] = {}
+    if path.exists():
+        for line in open(path):
+            record = json.loads(line)
+            records[(record["event"], record["iteration"])] = record
+    return sorted(records.values(), key=lambda r: (r["iteration"], r["event"]))
+
+
+def curves_from_log(records: List[dict]) -> dict:
+    evals = [r for r in records if r["event"] == "eval"]
+    curves = {"iteration": [r["iteration"] for r in evals]}
+    for key in sorted({k for r in evals for k in r}):
+        if key.startswith("lm_loss") or key.startswith("align/"):
+            curves[key] = [r.get(key) for r in evals]
+    return curves
+
+
+def _mean_std(values: List[float]):
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
+
+
+def markdown(results: dict) -> str:
+    arms, seeds = list(results["arms"]), results["seeds"]
+    metrics = [m for m in HEADLINE if any(m in results["arms"][a] for a in arms)]
+    metrics += sorted({m for a in arms for m in results["arms"][a]} - set(metrics))
+    lines = [f"# English / English-Clone: {results['preset']} preset, seeds {', '.join(map(str, seeds))}",
+             "", "Mean +- std over seeds (perplexities: lower is better; accuracies and P@1: higher).", "",
+             "| metric | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    for metric in metrics:
+        cells = []
+        for arm in arms:
+            mean, std = _mean_std(results["arms"][arm].get(metric, []))
+            cells.append(f"{_fmt(mean)} +- {_fmt(std)}")
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    lines += ["", "Per seed:", "", "| metric | arm | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+              "|---|---|" + "---|" * len(seeds)]
+    for metric in metrics:
+        for arm in arms:
+            values = results["arms"][arm].get(metric, [])
+            lines.append(f"| {metric} | {arm} | " + " | ".join(_fmt(v) for v in values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot_curves(results: dict, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for ax, language in zip(axes, ("clone", "en")):
+        key = f"lm_loss_{language}_heldout"
+        for arm, per_seed in results["curves"].items():
+            runs = [c for c in per_seed.values() if key in c]
+            if not runs:
+                continue
+            its = runs[0]["iteration"]
+            mean = [statistics.fmean(r[key][i] for r in runs) for i in range(len(its))]
+            ax.plot(its, mean, label=arm, color=ARM_COLOURS.get(arm), marker="o", markersize=3)
+            if len(runs) > 1:
+                lo = [min(r[key][i] for r in runs) for i in range(len(its))]
+                hi = [max(r[key][i] for r in runs) for i in range(len(its))]
+                ax.fill_between(its, lo, hi, color=ARM_COLOURS.get(arm), alpha=0.15)
+        ax.set_title(f"held-out {'clone' if language == 'clone' else 'English'} loss (stage 2)")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("loss (nats/token)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_alignment(results: dict, path: Path) -> None:
+    levels = []
+    for per_seed in results["curves"].values():
+        for curve in per_seed.values():
+            for key in curve:
+                if key.startswith("align/dev/") and key.endswith("/p_at_1"):
+                    level = key.split("/")[2]
+                    if level not in levels:
+                        levels.append(level)
+    if not levels:
+        return
+    levels.sort(key=_level_order)
+    fig, axes = plt.subplots(1, len(levels), figsize=(3.2 * len(levels), 3.4), sharey=True,
+                             constrained_layout=True)
+    for ax, level in zip(list(axes) if len(levels) > 1 else [axes], levels):
+        key = f"align/dev/{level}/p_at_1"
+        for arm, per_seed in results["curves"].items():
+            runs = [c for c in per_seed.values() if key in c]
+            if runs:
+                its = runs[0]["iteration"]
+                ax.plot(its, [statistics.fmean(r[key][i] for r in runs) for i in range(len(its))],
+                        label=arm, color=ARM_COLOURS.get(arm), marker="o", markersize=3)
+        ax.set_title(level)
+        ax.set_xlabel("stage-2 iteration")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    (axes[0] if len(levels) > 1 else axes).set_ylabel("P@1, dev words (English -> clone)")
+    (axes[-1] if len(levels) > 1 else axes).legend()
+    fig.suptitle("Alignment per level during stage 2: does it persist?")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _level_order(level: str):
+    """Model order: embedding, layer1..N, final_norm, output_embedding."""
+    if level.startswith("layer") and level[5:].isdigit():
+        return (1, int(level[5:]))
+    return ({"embedding": 0, "final_norm": 2, "output_embedding": 3}.get(level, 4), 0)
+
+
+def _plot_bars(results: dict, path: Path) -> None:
+    metrics = ["knowledge_en_only", "knowledge_both", "knowledge_never", "transfer_english",
+               "transfer_clone"]
+    arms = list(results["arms"])
+    fig, ax = plt.subplots(figsize=(10, 4), constrained_layout=True)
+    width = 0.8 / max(len(arms), 1)
+    for i, arm in enumerate(arms):
+        stats = [_mean_std(results["arms"][arm].get(m, [])) for m in metrics]
+        xs = [j + (i - (len(arms) - 1) / 2) * width for j in range(len(metrics))]
+        ax.bar(xs, [s[0] for s in stats], width, yerr=[s[1] for s in stats], capsize=3, label=arm,
+               color=ARM_COLOURS.get(arm))
+        for j, m in enumerate(metrics):  # individual seeds as dots
+            ax.scatter([xs[j]] * len(results["arms"][arm].get(m, [])), results["arms"][arm].get(m, []),
+                       color="black", s=8, zorder=3)
+    ax.set_xticks(range(len(metrics)))
+    ax.set_xticklabels(["facts: English only\n(probed in clone)", "facts: both\n(upper bound)",
+                        "facts: never\n(chance)", "transfer:\nEnglish", "transfer:\nclone (zero-shot)"])
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    ax.set_title("Knowledge application and zero-shot transfer (bars: mean, whiskers: std, dots: seeds)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def collect(preset, pipeline, evaluations) -> dict:
+    arms: Dict[str, Dict[str, List[float]]] = {arm: {} for arm in preset.arms}
+    curves: Dict[str, Dict[str, dict]] = {arm: {} for arm in preset.arms}
+    for seed in preset.seeds:
+        for step in evaluations:
+            if step.params["seed"] != seed:
+                continue
+            arm = step.params["arm"]
+            metrics = json.loads((pipeline.directory(step) / "metrics.json").read_text())
+            for name, value in metrics.items():
+                arms[arm].setdefault(name, []).append(value)
+            stage2_log = pipeline.directory(step.inputs["stage2"]) / "log.jsonl"
+            curves[arm][str(seed)] = curves_from_log(read_log(stage2_log))
+    return {"preset": preset.name, "seeds": list(preset.seeds), "arms": arms, "curves": curves}
+
+
+def write_report(output_dir: Path, preset, pipeline, evaluations) -> str:
+    """Write results.json, results.md and the plots; return the text to print."""
+    output_dir = Path(output_dir)
+    results = collect(preset, pipeline, evaluations)
+    (output_dir / "results.json").write_text(json.dumps(results, indent=1))
+    table = markdown(results)
+    (output_dir / "results.md").write_text(table)
+    plots = output_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    paths = [plots / "clone_loss.png", plots / "alignment.png", plots / "knowledge_transfer.png"]
+    _plot_curves(results, paths[0])
+    _plot_alignment(results, paths[1])
+    _plot_bars(results, paths[2])
+    return table + "\nplots: " + " ".join(str(p) for p in paths if p.exists()) + \
+        f"\nresults: {output_dir / 'results.json'} {output_dir / 'results.md'}"
