@@ -1,0 +1,370 @@
+"""English-Clone: a synthetic second language made by shifting every token id by |V|.
+
+Id mapping
+----------
+For a base tokenizer with vocabulary size ``V`` (``base_vocab_size``), the English-Clone vocabulary
+has ``2V`` ids: ids ``0..V-1`` are English, ids ``V..2V-1`` are the clone, and clone id ``i + V``
+means exactly what English id ``i`` means. Special tokens are cloned too, so English uses EOD
+``eod`` and the clone uses its own EOD ``eod + V``: the two languages share no token. Embedding and
+output tables are doubled (``EnglishCloneTokenizer.vocab_size == 2V``) and shard dtypes follow
+``2V`` (uint16 below 65500 ids, else int32).
+
+Clone text
+----------
+Clone words and texts are written with the tag ``<clone>`` in front: ``"<clone>bank"`` is the clone
+of ``"bank"``. ``EnglishCloneTokenizer.tokenize`` tokenizes a text that starts with the tag as
+English and shifts it (an optional closing ``</clone>`` is dropped); ``detokenize`` renders every
+run of clone ids as ``<clone>...</clone>``. This is what lets one plain dictionary file hold both
+languages.
+
+Clone dictionary
+----------------
+The generated English<->Clone dictionary is an ordinary multi-way JSONL dictionary
+(``dictionary.py``) with one concept per English word, e.g.
+``{"words": "bank $ <clone>bank"}``: stage 1 aligns the pair, and code-switching replaces an English
+word by its clone (and a clone word by its English original).
+
+Clone shards
+------------
+A clone shard is an English shard with every id (EOD included) plus ``V``: same ``.idx`` lengths
+and document boundaries, token dtype chosen for ``2V``. ``write_clone_shard`` makes one from an
+English shard without re-tokenizing; ``tools/preprocess_data.py --write-clone`` writes the same
+bytes directly from text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from megatron_prealign.data.tokenizer import (
+    TextTokenizer,
+    TokenizerError,
+    TokenKind,
+    WordBoundaries,
+    optimal_token_dtype,
+)
+
+CLONE_TAG = "<clone>"
+CLONE_END_TAG = "</clone>"
+
+
+def is_clone_word(word: str) -> bool:
+    """True for a word written in the clone language (``<clone>...``)."""
+    return word.startswith(CLONE_TAG)
+
+
+def clone_word(word: str) -> str:
+    """The clone spelling of an English word: ``bank`` -> ``<clone>bank``."""
+    return CLONE_TAG + word
+
+
+def to_clone_ids(ids: np.ndarray, base_vocab_size: int) -> np.ndarray:
+    """English ids -> clone ids (``id + V``). Raises on ids that are not English."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= base_vocab_size):
+        raise ValueError(
+            f"ids in [{int(ids.min())}, {int(ids.max())}] are not English ids of a vocabulary of "
+            f"{base_vocab_size}; only English text can be cloned."
+        )
+    return ids + base_vocab_size
+
+
+def from_clone_ids(ids: np.ndarray, base_vocab_size: int) -> np.ndarray:
+    """Clone ids -> English ids (English ids pass through unchanged)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    return np.where(ids >= base_vocab_size, ids - base_vocab_size, ids)
+
+
+class EnglishCloneTokenizer(TextTokenizer):
+    """A tokenizer whose vocabulary is English followed by its clone (see the module docstring).
+
+    Attributes:
+        base: the English tokenizer.
+        clone_eod: the clone language's end-of-document id, ``eod + V``.
+    """
+
+    english_clone = True
+
+    def __init__(self, base: TextTokenizer) -> None:
+        super().__init__()
+        if base.english_clone:
+            raise TokenizerError("the tokenizer is already an English-Clone tokenizer")
+        self.base = base
+        self.tokenizer_type = base.tokenizer_type
+        self.tokenizer_model = base.tokenizer_model
+
+    @property
+    def vocab_size(self) -> int:
+        return 2 * self.base.vocab_size
+
+    @property
+    def base_vocab_size(self) -> int:
+        return self.base.vocab_size
+
+    @property
+    def eod(self) -> int:
+        return self.base.eod
+
+    @property
+    def clone_eod(self) -> int:
+        return self.base.eod + self.base.vocab_size
+
+    @property
+    def pad(self) -> int:
+        return self.base.pad
+
+    @property
+    def unk(self) -> Optional[int]:
+        return self.base.unk
+
+    def _split_tag(self, text: str) -> Tuple[bool, str]:
+        if isinstance(text, str) and text.startswith(CLONE_TAG):
+            body = text[len(CLONE_TAG):]
+            if body.endswith(CLONE_END_TAG):
+                body = body[: -len(CLONE_END_TAG)]
+            return True, body
+        return False, text
+
+    def tokenize(self, text: str) -> List[int]:
+        clone, body = self._split_tag(text)
+        ids = self.base.tokenize(body)
+        return [i + self.base.vocab_size for i in ids] if clone else ids
+
+    def tokenize_batch(self, texts: Sequence[str]) -> List[List[int]]:
+        split = [self._split_tag(t) for t in texts]
+        out = self.base.tokenize_batch([body for _, body in split])
+        v = self.base.vocab_size
+        return [[i + v for i in ids] if clone else ids for (clone, _), ids in zip(split, out)]
+
+    def detokenize(self, ids: Iterable[int]) -> str:
+        ids = [int(i) for i in ids]
+        v = self.base.vocab_size
+        parts: List[str] = []
+        i = 0
+        kinds = self.base.word_boundaries.kinds if self.base.tokenizer_type != "NullTokenizer" else None
+        while i < len(ids):
+            clone = ids[i] >= v
+            j = i
+            while j < len(ids) and (ids[j] >= v) == clone:
+                j += 1
+            run = [t - v for t in ids[i:j]] if clone else ids[i:j]
+            text = self.base.detokenize(run)
+            if clone:
+                text = CLONE_TAG + text + CLONE_END_TAG
+            if parts and kinds is not None and kinds[run[0]] == TokenKind.START:
+                text = " " + text
+            parts.append(text)
+            i = j
+        return "".join(parts)
+
+    def token_strings(self) -> List[str]:
+        base = self.base.token_strings()
+        return base + [CLONE_TAG + s for s in base]
+
+    def special_ids(self) -> np.ndarray:
+        s = self.base.special_ids()
+        return np.concatenate([s, s])
+
+    @property
+    def word_boundaries(self) -> WordBoundaries:
+        if self._boundaries is None:
+            self._boundaries = self.base.word_boundaries.doubled()
+        return self._boundaries
+
+    def word_initial_ids_batch(self, words: Sequence[str]) -> List[Tuple[int, ...]]:
+        v = self.base.vocab_size
+        clone = [is_clone_word(w) for w in words]
+        bodies = [w[len(CLONE_TAG):] if c else w for w, c in zip(words, clone)]
+        ids = self.base.word_initial_ids_batch(bodies)
+        shift = v.__add__
+        return [tuple(map(shift, t)) if c else t for t, c in zip(ids, clone)]
+
+    def _unknown_ids(self) -> List[int]:
+        unk = self.base.unk
+        return [] if unk is None else [unk, unk + self.base.vocab_size]
+
+    def _extra_word_problems(self, flat, starts, lengths) -> Optional[np.ndarray]:
+        clone = flat >= self.base.vocab_size
+        c = np.zeros(len(flat) + 1, dtype=np.int64)
+        np.cumsum(clone, out=c[1:])
+        n_clone = c[starts + lengths] - c[starts]
+        return (n_clone > 0) & (n_clone < lengths)  # mixes English and clone ids
+
+    def _model_digest(self) -> Optional[str]:
+        return self.base._model_digest()
+
+    def describe(self) -> str:
+        return f"English-Clone of {self.base.describe()}"
+
+    def __getstate__(self):
+        return {"base": self.base}
+
+    def __setstate__(self, state):
+        self.__init__(state["base"])
+
+
+def words_in_ids(
+    tokens: np.ndarray, seq_lengths: np.ndarray, boundaries: WordBoundaries
+) -> Counter:
+    """Count the distinct word id-sequences in a batch of sequences (see ``codeswitch.find_words``)."""
+    from megatron_prealign.data.codeswitch import find_words
+
+    starts, ends = find_words(np.asarray(tokens, dtype=np.int64), seq_lengths, boundaries)
+    counts: Counter = Counter()
+    toks = tokens.tolist()
+    for s, e in zip(starts.tolist(), ends.tolist()):
+        counts[tuple(toks[s:e])] += 1
+    return counts
+
+
+def words_from_shard(
+    prefix: str, tokenizer: TextTokenizer, *, min_count: int = 1, max_words: Optional[int] = None
+) -> Tuple[List[str], Dict[str, int]]:
+    """The English words of a shard, most frequent first, as strings that round-trip.
+
+    A word is kept only if ``tokenizer.word_initial_ids(detokenized word)`` gives back exactly the
+    ids seen in the shard, so that code-switching will find it again.
+
+    Args:
+        prefix: the shard prefix (``..._text_document``).
+        tokenizer: the English tokenizer the shard was written with.
+        min_count: minimum number of occurrences.
+        max_words: keep at most this many (the most frequent).
+
+    Returns:
+        (words, report): the words and counts of what was dropped and why.
+    """
+    from megatron_prealign.data.shards import indexed_dataset_module
+
+    data = indexed_dataset_module().IndexedDataset(prefix)
+    boundaries = tokenizer.word_boundaries
+    counts: Counter = Counter()
+    lengths = data.index.sequence_lengths
+    batch = 4096
+    for first in range(0, len(lengths), batch):
+        last = min(first + batch, len(lengths))
+        total = int(lengths[first:last].sum())
+        if total == 0:
+            continue
+        ptr = int(data.index.sequence_pointers[first])
+        toks = np.asarray(data.bin_reader.read(data.index.dtype, total, ptr), dtype=np.int64)
+        tokenizer.check_ids(toks, f"{prefix}.bin")
+        counts.update(words_in_ids(toks, lengths[first:last].astype(np.int64), boundaries))
+    report = {"word_types": len(counts), "below_min_count": 0, "not_round_trip": 0}
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    frequent = [ids for ids, n in ranked if n >= min_count]
+    report["below_min_count"] = len(ranked) - len(frequent)
+    texts = [tokenizer.detokenize(ids).strip() for ids in frequent]
+    again = tokenizer.word_initial_ids_batch([t for t in texts if t])
+    again_iter = iter(again)
+    words: List[str] = []
+    seen = set()
+    for ids, word in zip(frequent, texts):
+        back = next(again_iter) if word else None
+        if not word or word in seen or back != ids:
+            report["not_round_trip"] += 1
+            continue
+        seen.add(word)
+        words.append(word)
+        if max_words is not None and len(words) >= max_words:
+            break
+    report["words"] = len(words)
+    return words, report
+
+
+def clone_dictionary_entries(words: Iterable[str]) -> List[List[str]]:
+    """One concept per English word: ``[word, <clone>word]``."""
+    out = []
+    seen = set()
+    for w in words:
+        if w in seen or is_clone_word(w):
+            continue
+        seen.add(w)
+        out.append([w, clone_word(w)])
+    return out
+
+
+def build_clone_dictionary(
+    words: Iterable[str], tokenizer: TextTokenizer
+) -> Tuple[List[List[str]], Dict[str, int]]:
+    """The English<->Clone dictionary for a word list, keeping words the tokenizer can match.
+
+    Args:
+        words: English words.
+        tokenizer: the English tokenizer (or its English-Clone wrapper).
+
+    Returns:
+        (entries, report): ``[[word, "<clone>word"], ...]`` and counts of dropped words by reason.
+    """
+    base = tokenizer.base if isinstance(tokenizer, EnglishCloneTokenizer) else tokenizer
+    candidates = clone_dictionary_entries(words)
+    problems = base.word_problems(base.word_initial_ids_batch([e[0] for e in candidates]))
+    entries: List[List[str]] = []
+    report: Dict[str, int] = Counter()
+    for entry, problem in zip(candidates, problems):
+        if problem is not None:
+            report[f"dropped: {problem}"] += 1
+            continue
+        entries.append(entry)
+    report = dict(report)
+    report["entries"] = len(entries)
+    return entries, report
+
+
+def write_clone_shard(
+    input_prefix: str, output_prefix: str, base_vocab_size: int, *, block_tokens: int = 1 << 22
+) -> Dict[str, object]:
+    """Write the clone of an English shard: every id + V, atomically (see ``shards.py``).
+
+    Args:
+        input_prefix: the English shard prefix (``.bin``/``.idx`` must exist).
+        output_prefix: the clone shard prefix to write.
+        base_vocab_size: V, the English vocabulary size.
+        block_tokens: tokens converted per block (bounds memory).
+
+    Returns:
+        A small report (documents, sequences, tokens, dtype).
+    """
+    from megatron_prealign.data.shards import ShardWriter, commit_outputs, indexed_dataset_module
+
+    data = indexed_dataset_module().IndexedDataset(input_prefix)
+    dtype = optimal_token_dtype(2 * base_vocab_size)
+    in_dtype = data.index.dtype
+    lengths = np.asarray(data.index.sequence_lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    writer = ShardWriter(output_prefix, dtype)
+    try:
+        done = 0
+        while done < total:
+            n = min(block_tokens, total - done)
+            block = np.asarray(
+                data.bin_reader.read(in_dtype, n, done * np.dtype(in_dtype).itemsize), dtype=np.int64
+            )
+            writer.write_tokens(to_clone_ids(block, base_vocab_size))
+            done += n
+        writer.set_index(lengths, np.asarray(data.index.document_indices, dtype=np.int64))
+        writer.finalize()
+        commit_outputs([writer])
+    except BaseException:
+        writer.abort()
+        raise
+    return {
+        "documents": int(len(data.index.document_indices) - 1),
+        "sequences": int(len(lengths)),
+        "tokens": total,
+        "dtype": np.dtype(dtype).name,
+    }
+
+
+def save_dictionary_report(path: str, report: Dict[str, object]) -> None:
+    """Write a JSON report next to a generated dictionary."""
+    tmp = path + ".partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)

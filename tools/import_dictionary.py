@@ -1,0 +1,100 @@
+#!/usr/bin/env python
+"""Import a real bilingual lexicon into PreAlign's dictionary formats, cleaned, with a count report.
+
+Reads FreeDict dictionaries in dictd format, as shipped by Debian's ``dict-freedict-*`` packages
+(``apt-get install dict-freedict-eng-deu`` installs ``/usr/share/dictd/freedict-eng-deu.index`` and
+``.dict.dz``), or an existing two-column pair file; keeps single-word pairs, applies a case policy,
+drops duplicates and self-translations, and writes a pair file or a multi-way JSONL dictionary
+(``megatron_prealign/data/dictionary.py`` documents both formats).
+
+Example::
+
+    python tools/import_dictionary.py --dictd /usr/share/dictd/freedict-eng-deu \\
+        --output dict/en-de.pairs
+
+prints the counts (also written to ``dict/en-de.pairs.report.json``)::
+
+    read 348370 headwords, 727330 raw pairs from /usr/share/dictd/freedict-eng-deu
+    kept 251699 pairs (91508 source words, 118381 target words) -> dict/en-de.pairs
+      dropped: not_single_word 457439, identical 7482, duplicate 10710
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.path.pardir)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="import_dictionary.py",
+        description="Import and clean a bilingual lexicon into pair or multi-way dictionaries.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dictd", help="dictd dictionary path without extension "
+                     "(e.g. /usr/share/dictd/freedict-eng-deu).")
+    src.add_argument("--pairs", help="An existing pair file (src<TAB>tgt) to clean.")
+    parser.add_argument("--output", required=True,
+                        help="Output dictionary: .jsonl/.json -> multi-way JSONL, else pair file.")
+    parser.add_argument("--case", choices=("lower", "keep"), default="lower",
+                        help="lower: lowercase both sides; keep: keep the lexicon's spelling.")
+    parser.add_argument("--keep-multiword", action="store_true",
+                        help="Keep phrases (default: single words only).")
+    parser.add_argument("--keep-identical", action="store_true",
+                        help="Keep pairs whose two sides are the same word.")
+    parser.add_argument("--max-translations", type=int, default=None,
+                        help="At most this many translations per source word (lexicon order).")
+    parser.add_argument("--report", default=None, help="Report path (default: OUTPUT.report.json).")
+    return parser
+
+
+def _pairs_from_file(path):
+    from megatron_prealign.data.dictionary import RawPair, load_pairs
+
+    d = load_pairs(path)
+    for c, words in enumerate(d.entries):
+        for tgt in words[1:]:
+            yield RawPair(words[0], tgt, d.where(c))
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from megatron_prealign.data.dictionary import (
+        CleaningPolicy, DictionaryError, clean_pairs, pairs_to_entries, read_dictd, save_multiway,
+        save_pairs,
+    )
+    from megatron_prealign.data.english_clone import save_dictionary_report
+
+    policy = CleaningPolicy(case=args.case, single_words=not args.keep_multiword,
+                            drop_identical=not args.keep_identical,
+                            max_translations=args.max_translations)
+    source = args.dictd or args.pairs
+    try:
+        raw = read_dictd(args.dictd) if args.dictd else _pairs_from_file(args.pairs)
+        pairs, report = clean_pairs(raw, policy)
+    except DictionaryError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    entries = pairs_to_entries(pairs)
+    if args.output.endswith((".jsonl", ".json")):
+        lines = save_multiway(entries, args.output)
+    else:
+        lines = save_pairs(entries, args.output)
+    report.update(source=source, output=args.output, output_lines=lines, concepts=len(entries),
+                  policy=vars(policy))
+    save_dictionary_report(args.report or args.output + ".report.json", report)
+    print(f"read {report.get('headwords', 0)} headwords, {report.get('raw_pairs', 0)} raw pairs from {source}")
+    print(f"kept {report['kept_pairs']} pairs ({report['source_words']} source words, "
+          f"{report['target_words']} target words) -> {args.output}")
+    dropped = {k[len('dropped_'):]: v for k, v in report.items() if k.startswith("dropped_")}
+    if dropped:
+        print("  dropped: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
