@@ -67,6 +67,8 @@ def metrics_from_results(run: dict) -> dict:
         metrics[f"knowledge_{group}"] = run["knowledge"][group]["accuracy"]
     for dict_name, report_name in (("dev", "heldout"), ("unseen", "unseen"),
                                    ("strict_unseen", "strict_unseen")):
+        if dict_name not in run.get("alignment", {}):  # an empty dictionary (tiny corpora)
+            continue
         levels = run["alignment"][dict_name]["levels"]
         names = list(levels)
         layers = [n for n in names if n.startswith("layer")]
@@ -93,9 +95,9 @@ def evaluate(preset, arm: str, seed: int, out: Path, inputs) -> dict:
                 "--perplexity", f"en={shards / 'en_heldout_text_document'}",
                 f"clone={shards / 'clone_heldout_text_document'}",
                 "--seq-length", preset.seq_length, "--max-tokens", 60000,
-                "--alignment-dictionary", f"dev={dictionaries / 'dev.jsonl'}",
-                f"unseen={dictionaries / 'unseen.jsonl'}",
-                f"strict_unseen={dictionaries / 'strict_unseen.jsonl'}",
+                "--alignment-dictionary", *[f"{name}={dictionaries / (name + '.jsonl')}"
+                                            for name in ("dev", "unseen", "strict_unseen")
+                                            if (dictionaries / (name + ".jsonl")).stat().st_size > 0],
                 "--knowledge", out / "knowledge.jsonl", "--transfer", out / "transfer.jsonl",
                 "--seed", seed], log, show_progress=False)
     results = json.loads((out / "eval" / "results.json").read_text())

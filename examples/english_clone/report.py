@@ -38,7 +38,10 @@ def read_log(path: Path) -> List[dict]:
     records: Dict[tuple, dict] = {}
     if path.exists():
         for line in open(path):
-            record = json.loads(line)
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # the last line of a run that was killed mid-write
+                continue
             records[(record["event"], record["iteration"])] = record
     return sorted(records.values(), key=lambda r: (r["iteration"], r["event"]))
 
