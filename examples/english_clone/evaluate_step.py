@@ -94,7 +94,7 @@ def evaluate(preset, arm: str, seed: int, out: Path, inputs) -> dict:
                 "--output", out / "eval",
                 "--perplexity", f"en={shards / 'en_heldout_text_document'}",
                 f"clone={shards / 'clone_heldout_text_document'}",
-                "--seq-length", preset.seq_length, "--max-tokens", 60000,
+                "--seq-length", preset.seq_length, "--max-tokens", preset.eval_max_tokens,
                 "--alignment-dictionary", *[f"{name}={dictionaries / (name + '.jsonl')}"
                                             for name in ("dev", "unseen", "strict_unseen")
                                             if (dictionaries / (name + ".jsonl")).stat().st_size > 0],

@@ -53,6 +53,7 @@ class Preset:
     untie_embeddings: bool = True
     # Stage 2.
     micro_batch_size: int = 16
+    """Sequences per process per micro-batch (global batch = this x processes x accumulation)."""
     global_batch_size: int = 16
     train_iters: int = 800
     lr: float = 3e-3
@@ -78,6 +79,10 @@ class Preset:
     seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
     nproc: int = 1
     """Processes per training run (data parallel); GPUs use one per device."""
+    bf16: bool = False
+    """Train in BF16 when CUDA is available (GPU presets)."""
+    eval_max_tokens: int = 60000
+    """Held-out tokens per language for the final perplexities."""
 
     def replace(self, **changes) -> "Preset":
         return dataclasses.replace(self, **changes)
@@ -90,11 +95,12 @@ PRESETS = {
         num_layers=2, hidden_size=96, ffn_hidden_size=256, num_attention_heads=4, seq_length=128,
         train_iters=300, warmup_iters=20, eval_interval=100, eval_iters=10,
         stage1_iters=80, stage1_entries=128, transfer_train_per_class=100, transfer_test_per_class=50,
-        arms=["joint", "prealign"], seeds=[1]),
+        eval_max_tokens=30000, arms=["joint", "prealign"], seeds=[1]),
     "cpu": Preset(name="cpu", max_paragraphs=0),
     "paper": Preset(
         name="paper", max_paragraphs=0, vocab_size=8000, num_layers=4, hidden_size=256,
         ffn_hidden_size=1024, num_attention_heads=8, seq_length=512, micro_batch_size=8,
         global_batch_size=64, train_iters=2000, lr=3e-4, warmup_iters=100, eval_interval=250,
-        eval_iters=50, stage1_iters=5000, stage1_entries=256, stage1_lr=5e-4, nproc=8),
+        eval_iters=50, stage1_iters=5000, stage1_entries=256, stage1_lr=5e-4, nproc=8, bf16=True,
+        eval_max_tokens=500000),
 }

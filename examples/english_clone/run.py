@@ -57,10 +57,10 @@ def build_steps(preset, corpus: Path):
                     subjects=preset.subjects_per_group, reps=(preset.fact_repetitions_en,
                                                               preset.fact_repetitions_clone))
     corpus_step = Step("corpus", "data | corpus split and facts", data_params,
-                       lambda out, inp: data_prep.corpus_step(preset, corpus, out, inp), cost=10)
+                       lambda out, inp: data_prep.corpus_step(preset, corpus, out, inp), cost=3)
     tokenizer = Step("tokenizer", "data | SentencePiece tokenizer", P(vocab=preset.vocab_size),
                      lambda out, inp: data_prep.tokenizer_step(preset, out, inp),
-                     {"corpus": corpus_step}, cost=15)
+                     {"corpus": corpus_step}, cost=3)
     shards = Step("shards", "data | English and clone shards", P(), lambda out, inp:
                   data_prep.shards_step(preset, out, inp), {"corpus": corpus_step, "tokenizer": tokenizer},
                   cost=30)
@@ -107,10 +107,11 @@ def build_steps(preset, corpus: Path):
                           inputs, cost=preset.train_iters * preset.global_batch_size * preset.seq_length / 5000,
                           resumable=True)
             evaluations.append(Step(
-                "evaluate", f"arm {arm} | seed {seed} | convert + evaluate", P(arm=arm, seed=seed),
+                "evaluate", f"arm {arm} | seed {seed} | convert + evaluate",
+                P(arm=arm, seed=seed, max_tokens=preset.eval_max_tokens, seq=preset.seq_length),
                 lambda out, inp, arm=arm, seed=seed: evaluate_step.evaluate(preset, arm, seed, out, inp),
                 {"stage2": stage2, "tokenizer": tokenizer, "shards": shards, "corpus": corpus_step,
-                 "dictionaries": dictionaries, "transfer": transfer}, cost=40))
+                 "dictionaries": dictionaries, "transfer": transfer}, cost=60))
     return evaluations
 
 

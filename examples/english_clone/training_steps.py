@@ -44,7 +44,15 @@ def model_flags(preset) -> list:
              "--tokenizer-type", "SentencePieceTokenizer", "--english-clone"]
     if not preset.untie_embeddings:
         flags.append("--no-untie-embeddings-and-output-weights")
+    if preset.bf16 and _cuda_available():
+        flags.append("--bf16")
     return flags
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def eval_dictionaries(dictionaries: Path) -> list:
@@ -95,7 +103,7 @@ def stage2_step(preset, arm: str, seed: int, out: Path, inputs) -> dict:
         shards / "clone_train_text_document",
         "--valid-data-path", shards / "en_heldout_text_document", shards / "clone_heldout_text_document",
         "--multiple-validation-sets", *eval_dictionaries(inputs["dictionaries"]),
-        "--micro-batch-size", preset.micro_batch_size // preset.nproc if preset.nproc > 1 else preset.micro_batch_size,
+        "--micro-batch-size", preset.micro_batch_size,  # per process
         "--global-batch-size", preset.global_batch_size, "--train-iters", preset.train_iters,
         "--lr", preset.lr, "--min-lr", preset.lr * preset.min_lr_ratio,
         "--lr-warmup-iters", preset.warmup_iters, "--weight-decay", preset.weight_decay,
