@@ -31,6 +31,9 @@ def main(argv=None) -> int:
     except ArgumentError as err:
         print(f"pretrain_prealign.py: error: {err}", file=sys.stderr)
         return 2
+    from megatron_prealign import cpu_compat
+
+    cpu_compat.apply()  # before the stage modules import megatron.core; inert with CUDA
     if args.stage == "align":
         from megatron_prealign.training.align import run
     else:

@@ -19,7 +19,6 @@ others) on held-out dictionaries, logged at every ``--eval-interval`` in stage 1
 
 from __future__ import annotations
 
-import sys
 from argparse import Namespace
 from functools import partial
 from typing import Dict, List, Optional
@@ -168,12 +167,9 @@ def build_evaluator(args: Namespace, tokenizer, heldout: Optional[List[Entry]] =
 
 def run(args: Namespace) -> int:
     """Stage 1: train on ``--alignment-dictionary``; returns the process exit code."""
-    from megatron_prealign.training.checkpointing import CheckpointError
-    from megatron_prealign.training.initialize import destroy
-    from megatron_prealign.training.loop import setup, train
-    from megatron_prealign.training.step import NonFiniteLossError
+    from megatron_prealign.training.loop import run_entry, setup, train
 
-    try:
+    def body() -> None:
         state = setup(args)
         rank0 = torch.distributed.get_rank() == 0
         log = print if rank0 else (lambda *a, **k: None)
@@ -190,11 +186,5 @@ def run(args: Namespace) -> int:
         forward_step = partial(alignment_forward_step, config, args.alignment_level_names)
         train(state, forward_step, iter(loader), None, [evaluator] if evaluator else None,
               tokens_per_sample=1, throughput_unit="entries")
-    except (NonFiniteLossError, CheckpointError) as err:
-        if torch.distributed.get_rank() == 0:
-            print(f"error: {err}", file=sys.stderr, flush=True)
-        return 1
-    finally:
-        if torch.distributed.is_initialized():
-            destroy()
-    return 0
+
+    return run_entry(body)

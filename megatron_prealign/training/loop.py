@@ -213,3 +213,30 @@ def train(
         exits.close()
         logger.close()
     return state
+
+
+def run_entry(body: Callable[[], None]) -> int:
+    """Run a training entry point and return its exit code.
+
+    Failures with a message meant for the user (a NaN loss, a damaged checkpoint, a dictionary or
+    tokenizer that does not fit) are printed once, by rank 0, and give exit code 1 on every rank;
+    anything else is a bug and keeps its traceback. Process groups are torn down either way.
+    """
+    import sys
+
+    from megatron_prealign.data.dictionary import DictionaryError
+    from megatron_prealign.data.tokenizer import TokenizerError
+    from megatron_prealign.training.checkpointing import CheckpointError
+    from megatron_prealign.training.initialize import destroy
+    from megatron_prealign.training.step import NonFiniteLossError
+
+    try:
+        body()
+    except (NonFiniteLossError, CheckpointError, DictionaryError, TokenizerError) as err:
+        if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if torch.distributed.is_initialized():
+            destroy()
+    return 0

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import sys
 from argparse import Namespace
 from functools import partial
 
 import torch
 
-from megatron_prealign.training.checkpointing import CheckpointError
 from megatron_prealign.training.data import build_datasets, make_loader
-from megatron_prealign.training.loop import setup, train
-from megatron_prealign.training.step import NonFiniteLossError, lm_forward_step
+from megatron_prealign.training.loop import run_entry, setup, train
+from megatron_prealign.training.step import lm_forward_step
 
 
 def run(args: Namespace) -> int:
     """Run pretraining; returns the process exit code."""
-    from megatron_prealign.training.initialize import destroy
 
-    try:
+    def body() -> None:
         state = setup(args)
         train_ds, valid_sets = build_datasets(args, state.tokenizer)
         train_iterator = iter(make_loader(train_ds, state.consumed_samples, args))
@@ -32,11 +29,5 @@ def run(args: Namespace) -> int:
             callbacks.append(build_evaluator(args, state.tokenizer,
                                              log=print if rank0 else (lambda *a, **k: None)))
         train(state, lm_forward_step, train_iterator, valid_factories, callbacks)
-    except (NonFiniteLossError, CheckpointError) as err:
-        if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
-            print(f"error: {err}", file=sys.stderr, flush=True)
-        return 1
-    finally:
-        if torch.distributed.is_initialized():
-            destroy()
-    return 0
+
+    return run_entry(body)

@@ -82,3 +82,23 @@ def test_stage1_checkpoint_starts_stage2_at_other_layout(tmp_path, language):
     scratch = stage2("scratch", [], 1)
     assert all(close(a, b) for a, b in zip(pp2, pp1)), (pp2, pp1)
     assert abs(pp1[0] - scratch[0]) > 1e-3  # the stage-1 weights were really loaded
+
+
+def test_dictionary_that_does_not_fit_the_tokenizer_is_a_clear_error(tmp_path, language):
+    """Clone words with a plain (not --english-clone) tokenizer: exit 1, file and fix named."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    model, dictionary = language
+    # One plain process: torchrun's launcher would add its own report of the failed child.
+    proc = subprocess.run([sys.executable, "pretrain_prealign.py", "--stage", "align",
+                           "--alignment-dictionary", str(dictionary), "--tokenizer-type",
+                           "SentencePieceTokenizer", "--tokenizer-model", str(model), *MODEL,
+                           "--micro-batch-size", "8", "--train-iters", "2"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "English-Clone word" in proc.stderr and str(dictionary) in proc.stderr
+    assert "--english-clone" in proc.stderr
+    assert "Traceback" not in proc.stderr
