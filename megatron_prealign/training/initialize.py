@@ -23,10 +23,11 @@ def initialize_distributed(args: Namespace) -> None:
     from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
     if not torch.distributed.is_initialized():
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", "29500")
-        os.environ.setdefault("RANK", "0")
-        os.environ.setdefault("WORLD_SIZE", "1")
+        if "WORLD_SIZE" not in os.environ:  # one process started without torchrun
+            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            # A free port, so that several single-process runs can share a machine.
+            os.environ.setdefault("MASTER_PORT", str(_free_port()))
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         torch.distributed.init_process_group(
@@ -46,6 +47,14 @@ def initialize_distributed(args: Namespace) -> None:
     # On CPU the tracker cannot fork CUDA generators; the inference tracker keeps per-region seeds
     # on the CPU generator (dropout masks inside TP regions are then equal on all TP ranks).
     model_parallel_cuda_manual_seed(args.seed, inference_rng_tracker=not torch.cuda.is_available())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def set_seeds(seed: int) -> None:
