@@ -96,7 +96,7 @@ PRESETS = {
         train_iters=300, warmup_iters=20, eval_interval=100, eval_iters=10,
         stage1_iters=80, stage1_entries=128, transfer_train_per_class=100, transfer_test_per_class=50,
         eval_max_tokens=30000, arms=["joint", "prealign"], seeds=[1]),
-    "cpu": Preset(name="cpu", max_paragraphs=0),
+    "cpu": Preset(name="cpu", max_paragraphs=0, train_iters=700),
     "paper": Preset(
         name="paper", max_paragraphs=0, vocab_size=8000, num_layers=4, hidden_size=256,
         ffn_hidden_size=1024, num_attention_heads=8, seq_length=512, micro_batch_size=8,
