@@ -42,6 +42,12 @@ def run_torchrun(args, nproc: int = 1, timeout: float = 600, env=None, check: bo
     return proc
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_caches(tmp_path_factory):
+    """Caches our tools keep (compiled dictionaries) go to a per-session directory, not ~/.cache."""
+    os.environ["PREALIGN_CACHE_DIR"] = str(tmp_path_factory.mktemp("prealign_cache"))
+
+
 @pytest.fixture
 def torchrun():
     return run_torchrun

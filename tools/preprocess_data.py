@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dictionary", default=None,
                    help="Pair file (src<TAB>tgt) or multi-way JSONL ({\"words\": \"a $ b\"}).")
     g.add_argument("--dictionary-format", choices=("auto", "pairs", "multiway"), default="auto")
+    g.add_argument("--dictionary-cache-dir", default=None,
+                   help="Cache of compiled dictionaries, keyed by the dictionary's bytes and the "
+                   "tokenizer (default: $PREALIGN_CACHE_DIR/codeswitch or "
+                   "~/.cache/megatron-prealign/codeswitch).")
+    g.add_argument("--no-dictionary-cache", action="store_true",
+                   help="Compile the dictionary every time; neither read nor write the cache.")
     g.add_argument("--codeswitch-ratio", type=float, default=0.0,
                    help="Probability of switching a dictionary word (paper: 0.05); 0: off.")
     g.add_argument("--codeswitch-seed", type=int, default=1234,
@@ -148,6 +154,8 @@ def config_from_args(args: argparse.Namespace):
         append_eod=args.append_eod, workers=args.workers, partitions=args.partitions,
         log_interval=args.log_interval, input_format=args.input_format, text_unit=args.text_unit,
         dictionary=args.dictionary, dictionary_format=args.dictionary_format,
+        dictionary_cache_dir=args.dictionary_cache_dir,
+        no_dictionary_cache=args.no_dictionary_cache,
         codeswitch_ratio=args.codeswitch_ratio, codeswitch_seed=args.codeswitch_seed,
         english_clone=args.english_clone, write_clone=args.write_clone, max_errors=args.max_errors,
         max_line_bytes=args.max_line_bytes, chunk_bytes=args.chunk_bytes, progress=args.progress,

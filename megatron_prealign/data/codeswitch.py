@@ -218,8 +218,34 @@ class CodeSwitchTable:
         table._set(*arrays)
         return table
 
-    def _set(self, flat, starts, lengths, key_word, n_options, option_word) -> None:
-        """Install the word store (``flat``/``starts``/``lengths``) and the key -> options map."""
+    def state_arrays(self) -> List[np.ndarray]:
+        """Everything that defines the table, as arrays (for ``table_cache``)."""
+        return [*self._arrays, self._slot_entry, np.array([self._max_probe], dtype=np.int64)]
+
+    @classmethod
+    def from_state_arrays(cls, arrays: Sequence[np.ndarray]) -> "CodeSwitchTable":
+        """Inverse of ``state_arrays``; validates the shapes so a damaged file cannot load."""
+        if len(arrays) != 8:
+            raise ValueError(f"expected 8 arrays, got {len(arrays)}")
+        *base, slot_entry, max_probe = (np.asarray(a, dtype=np.int64) for a in arrays)
+        flat, starts, lengths, key_word, n_options, option_word = base
+        n = len(key_word)
+        ok = (len(starts) == len(lengths) and len(n_options) == n
+              and len(option_word) == int(n_options.sum()) and max_probe.shape == (1,)
+              and len(slot_entry) == 1 << max(4, int(2 * n).bit_length())
+              and int((starts + lengths).max(initial=0)) <= len(flat)
+              and int(slot_entry.max(initial=-1)) < n)
+        if not ok:
+            raise ValueError("inconsistent compiled-dictionary arrays")
+        table = cls.__new__(cls)
+        table._set(*base, placed=(slot_entry, int(max_probe[0])))
+        return table
+
+    def _set(self, flat, starts, lengths, key_word, n_options, option_word, placed=None) -> None:
+        """Install the word store (``flat``/``starts``/``lengths``) and the key -> options map.
+
+        ``placed``: a saved (slot -> entry, longest probe) placement, skipping the rebuild.
+        """
         self._arrays = (flat, starts, lengths, key_word, n_options, option_word)
         n = len(key_word)
         self._key_flat = self._tr_flat = flat
@@ -231,7 +257,7 @@ class CodeSwitchTable:
         hashes = _run_hashes(flat, self._key_start, self._key_start + self._key_len)
         size = 1 << max(4, int(2 * n).bit_length())
         self._mask = np.uint64(size - 1)
-        self._slot_entry, self._max_probe = _place(hashes, size)
+        self._slot_entry, self._max_probe = placed if placed is not None else _place(hashes, size)
         self._slot_hash = np.zeros(size, dtype=np.uint64)
         used = self._slot_entry >= 0
         self._slot_hash[used] = hashes[self._slot_entry[used]]

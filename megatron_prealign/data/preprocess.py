@@ -106,10 +106,18 @@ class PreprocessConfig:
     """Bytes of input per work item (does not change the output)."""
     progress: str = "auto"
     """auto (bar on a terminal, lines otherwise), bar, log or none."""
+    dictionary_cache_dir: Optional[str] = None
+    """Where compiled dictionaries are cached (default: ``table_cache.default_cache_dir()``)."""
+    no_dictionary_cache: bool = False
+    """Always compile the dictionary, never read or write the cache."""
     keep_sequential_samples: bool = False
     """Accepted for Megatron compatibility; our output always keeps input order."""
 
     def __post_init__(self) -> None:
+        if self.dictionary_cache_dir is None:
+            from megatron_prealign.data.table_cache import default_cache_dir
+
+            self.dictionary_cache_dir = default_cache_dir()
         if isinstance(self.input, str):
             self.input = [self.input]
         if self.write_clone:
@@ -676,16 +684,25 @@ def _sample_texts(files, config: PreprocessConfig, limit: int):
 
 
 def load_codeswitch_table(config: PreprocessConfig, tokenizer: TextTokenizer):
-    """Load, tokenize and compile ``--dictionary`` (None when not given)."""
+    """Load, tokenize and compile ``--dictionary`` (None when not given), through the cache."""
     if not config.dictionary:
         return None, None
+    from megatron_prealign.data import table_cache
     from megatron_prealign.data.dictionary import load_dictionary
 
-    dictionary = load_dictionary(config.dictionary, config.dictionary_format)
-    table, report = cs.CodeSwitchTable.from_dictionary(dictionary, tokenizer)
+    def compile_table():
+        dictionary = load_dictionary(config.dictionary, config.dictionary_format)
+        table, report = cs.CodeSwitchTable.from_dictionary(dictionary, tokenizer)
+        report.update(format=dictionary.format, dropped_concepts_while_loading=dictionary.dropped)
+        return table, report
+
+    if not os.path.isfile(config.dictionary):
+        compile_table()  # raises the loader's clear error for a missing or unreadable file
+    table, report, cache = table_cache.load_or_compile(
+        config.dictionary, config.dictionary_format, tokenizer, compile_table,
+        None if config.no_dictionary_cache else config.dictionary_cache_dir)
     table.check_vocab(tokenizer.vocab_size, config.dictionary)
-    report.update(path=config.dictionary, format=dictionary.format,
-                  dropped_concepts_while_loading=dictionary.dropped)
+    report = dict(report, path=config.dictionary, compiled_cache=cache)
     if len(table) == 0:
         raise PreprocessError(
             f"{config.dictionary}: no dictionary word can be matched with {tokenizer.describe()} "

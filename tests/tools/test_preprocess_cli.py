@@ -27,6 +27,7 @@ EXPECTED_FLAGS = {
     "--input-format", "--text-unit", "--punkt-model", "--punkt-train-bytes", "--max-errors",
     "--max-line-bytes", "--chunk-bytes", "--progress", "--dictionary", "--dictionary-format",
     "--codeswitch-ratio", "--codeswitch-seed", "--english-clone", "--write-clone",
+    "--dictionary-cache-dir", "--no-dictionary-cache",
 }
 
 
@@ -152,6 +153,8 @@ def comparable(stats):
            if k not in ("elapsed_s", "mb_per_s", "timing", "config", "command")}
     out["outputs"] = {key: {k: v for k, v in o.items() if k not in ("prefix", "companion")}
                       for key, o in stats["outputs"].items()}
+    if stats.get("dictionary"):
+        out["dictionary"] = {k: v for k, v in stats["dictionary"].items() if k != "compiled_cache"}
     return out
 
 
@@ -379,3 +382,67 @@ def test_a_dead_worker_fails_the_run_instead_of_hanging(tmp_path, monkeypatch, c
     assert code == 1 and stats is None
     assert "a worker process died" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+def test_compiled_dictionary_cache_hits_and_changes_nothing(tmp_path, clone_dictionary, capsys):
+    cache = tmp_path / "cache"
+    flags = ["--input", CORPUS, "--english-clone", "--dictionary", clone_dictionary,
+             "--codeswitch-ratio", "0.2", "--dictionary-cache-dir", str(cache)]
+    code, off, stats_off = run(tmp_path, *flags[:-2], "--no-dictionary-cache", name="nocache")
+    assert code == 0 and stats_off["dictionary"]["compiled_cache"] == {"status": "off"}
+    assert not cache.exists()
+    code, first, stats_miss = run(tmp_path, *flags, name="miss")
+    assert code == 0 and stats_miss["dictionary"]["compiled_cache"]["status"] == "miss"
+    entry = stats_miss["dictionary"]["compiled_cache"]["path"]
+    assert os.path.dirname(entry) == str(cache) and os.path.exists(entry)
+    code, second, stats_hit = run(tmp_path, *flags, name="hit")
+    assert code == 0 and stats_hit["dictionary"]["compiled_cache"] == {"status": "hit", "path": entry}
+    assert output_bytes_single(off) == output_bytes_single(first) == output_bytes_single(second)
+    drop = lambda s: {k: v for k, v in s.items() if k != "compiled_cache"}  # noqa: E731
+    assert drop(stats_off["dictionary"]) == drop(stats_miss["dictionary"]) == drop(stats_hit["dictionary"])
+
+    # A damaged entry is reported, recompiled and replaced; the output does not change.
+    with open(entry, "wb") as f:
+        f.write(b"not an npz")
+    code, third, stats = run(tmp_path, *flags, name="damaged")
+    assert code == 0 and "is unreadable" in capsys.readouterr().err
+    assert stats["dictionary"]["compiled_cache"]["status"] == "miss"
+    assert output_bytes_single(third) == output_bytes_single(off)
+    assert run(tmp_path, *flags, name="again")[2]["dictionary"]["compiled_cache"]["status"] == "hit"
+
+    # A cache that cannot be written costs only the speed-up.
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    code, fourth, stats = run(tmp_path, *flags[:-1], str(blocker / "cache"), name="unwritable")
+    assert code == 0 and "could not write" in capsys.readouterr().err
+    assert stats["dictionary"]["compiled_cache"]["status"] == "unwritable"
+    assert output_bytes_single(fourth) == output_bytes_single(off)
+
+
+def test_cache_key_follows_the_dictionary_bytes_and_the_tokenizer(tmp_path, clone_dictionary,
+                                                                  clone_tokenizer, sp_tokenizer):
+    from megatron_prealign.data.table_cache import cache_key
+
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(open(clone_dictionary, "rb").read())
+    key = cache_key(str(copy), "auto", clone_tokenizer, max_tokens=30)
+    assert key == cache_key(clone_dictionary, "auto", clone_tokenizer, max_tokens=30)
+    assert key != cache_key(str(copy), "auto", sp_tokenizer, max_tokens=30)
+    assert key != cache_key(str(copy), "multiway", clone_tokenizer, max_tokens=30)
+    assert key != cache_key(str(copy), "auto", clone_tokenizer, max_tokens=20)
+    with open(copy, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"words": "zebra $ <clone>zebra"}) + "\n")
+    assert key != cache_key(str(copy), "auto", clone_tokenizer, max_tokens=30)
+
+
+def test_compiled_table_round_trips_and_rejects_damaged_arrays(clone_dictionary, clone_tokenizer):
+    from megatron_prealign.data.codeswitch import CodeSwitchTable
+    from megatron_prealign.data.dictionary import load_dictionary
+
+    table, _ = CodeSwitchTable.from_dictionary(load_dictionary(clone_dictionary), clone_tokenizer)
+    arrays = table.state_arrays()
+    again = CodeSwitchTable.from_state_arrays(arrays)
+    assert again.keys == table.keys and again.translations == table.translations
+    assert all(again.lookup(k) == table.lookup(k) for k in table.keys[:50])
+    with pytest.raises(ValueError, match="inconsistent"):
+        CodeSwitchTable.from_state_arrays(arrays[:6] + [arrays[6][:-1], arrays[7]])
