@@ -19,6 +19,13 @@ Patches (each checked by ``tests/test_cpu_compat.py``, which fails loudly when u
    ``LanguageModule.setup_embeddings_and_output_layer`` moves the last stage's copy of the
    embedding with ``.cuda()`` before the all-reduce that makes both stages start equal.
 
+6. While Megatron-Core is first imported, ``torch.compile`` decorates lazily: upstream wraps its
+   fused kernels (``jit_fuser``) in ``torch.compile`` at import time, which imports TorchDynamo
+   (2-4 s of every process start on CPU, where those kernels are not on our paths). The lazy
+   decorator calls the real ``torch.compile`` on the function's first call, so behaviour is
+   unchanged; ``torch.compile`` itself is restored right after the import
+   (``deferred_torch_compile``, also used by the data tools).
+
 Patch 3 fills torch's cache of factory functions before wrapping them, so that
 ``with torch.device(...)`` (transformers builds models under ``torch.device("meta")``) still
 recognises them.
@@ -29,6 +36,7 @@ does this, and nothing else in the package patches upstream code.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Callable, List, Union
 
@@ -89,6 +97,40 @@ def _tensor_stays_on_cpu(self, *args, **kwargs):
     return self
 
 
+def _lazy_compile(real_compile: Callable) -> Callable:
+    """A ``torch.compile`` stand-in that compiles each function on its first call (patch 6)."""
+
+    def lazy_compile(model=None, **options):
+        if model is None:  # used as @torch.compile(**options)
+            return lambda fn: lazy_compile(fn, **options)
+        compiled = None
+
+        @functools.wraps(model)
+        def first_call_compiles(*args, **kwargs):
+            nonlocal compiled
+            if compiled is None:
+                compiled = real_compile(model, **options)
+            return compiled(*args, **kwargs)
+
+        return first_call_compiles
+
+    return lazy_compile
+
+
+@contextlib.contextmanager
+def deferred_torch_compile():
+    """Inside: ``torch.compile`` decorates lazily (patch 6). Without CUDA only; a no-op on GPUs."""
+    if torch.cuda.is_available():
+        yield
+        return
+    real = torch.compile
+    torch.compile = _lazy_compile(real)
+    try:
+        yield
+    finally:
+        torch.compile = real
+
+
 def apply() -> bool:
     """Install the CPU patches if CUDA is unavailable. Idempotent.
 
@@ -113,7 +155,8 @@ def apply() -> bool:
         setattr(torch, name, _cpu_factory(getattr(torch, name)))
     torch.Tensor.cuda = _tensor_stays_on_cpu
 
-    import megatron.core.optimizer.optimizer as megatron_optimizer
+    with deferred_torch_compile():
+        import megatron.core.optimizer.optimizer as megatron_optimizer
 
     if not hasattr(megatron_optimizer, "clip_grad_by_total_norm_fp32"):
         raise RuntimeError(

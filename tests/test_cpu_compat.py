@@ -53,15 +53,49 @@ def test_patches_make_cuda_requests_land_on_cpu_and_clip():
     assert all(abs(g - 3.0 / (6.0 + 1e-6)) < 1e-6 for g in grads)
 
 
+def test_upstream_still_compiles_at_import_and_the_deferral_keeps_dynamo_out():
+    """Plain import pulls in TorchDynamo (drop patch 6 when it stops); after apply() it does not,
+    torch.compile is restored, and a deferred kernel compiles on its first call."""
+    out = run_python("""
+        import sys, torch, warnings
+        warnings.simplefilter("ignore")
+        import megatron.core.models.gpt
+        print("torch._dynamo" in sys.modules)
+    """)
+    assert out.split() == ["True"]
+    out = run_python("""
+        import sys, torch, warnings
+        warnings.simplefilter("ignore")
+        real = torch.compile
+        from megatron_prealign import cpu_compat
+        cpu_compat.apply()
+        import megatron.core.models.gpt
+        from megatron.core import jit
+        print("torch._dynamo" in sys.modules, torch.compile is real)
+        calls = []
+        lazy = cpu_compat._lazy_compile(lambda fn, **kw: calls.append(kw) or (lambda x: 2 * fn(x)))
+        f = lazy(lambda x: x + 1, dynamic=False)
+        g = lazy(dynamic=True)(lambda x: x - 1)
+        print(len(calls), f(1), f(2), g(5), calls)
+        print(jit.jit_fuser.__module__)
+    """)
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["False", "True"]
+    assert lines[1] == "0 4 6 8 [{'dynamic': False}, {'dynamic': True}]"
+    assert lines[2] == "megatron_prealign.cpu_compat"  # Megatron's fuser decorates lazily
+
+
 def test_inert_when_cuda_is_present():
     out = run_python("""
         import torch
         torch.cuda.is_available = lambda: True
-        original = torch.empty
+        original, compile_ = torch.empty, torch.compile
         from megatron_prealign import cpu_compat
-        print(cpu_compat.apply(), cpu_compat.is_active(), torch.empty is original)
+        with cpu_compat.deferred_torch_compile():
+            deferred = torch.compile is not compile_
+        print(cpu_compat.apply(), cpu_compat.is_active(), torch.empty is original, deferred)
     """)
-    assert out.split() == ["False", "False", "True"]
+    assert out.split() == ["False", "False", "True", "False"]
 
 
 def test_gradient_clipping_works_in_training(tmp_path):

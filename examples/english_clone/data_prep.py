@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import random
 import re
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List
 
@@ -38,6 +38,8 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_CORPUS = DATA_DIR / "corpus.jsonl.gz"
 TRANSFER_DATA = DATA_DIR / "brown_genres.jsonl.gz"
 WORD = re.compile(r"[A-Za-z]+")
+SPLITS = ("train", "valid", "heldout")
+"""Per language: training documents, validation (curves, lr selection), held-out test documents."""
 
 sys.path.insert(0, str(REPO))
 from examples.english_clone.facts import GROUPS, make_facts, insert_facts  # noqa: E402
@@ -81,12 +83,17 @@ def corpus_step(preset, corpus_path: Path, out: Path, inputs) -> dict:
     random.Random(0).shuffle(paragraphs)
     if preset.max_paragraphs:
         paragraphs = paragraphs[:preset.max_paragraphs]
-    h = preset.heldout_paragraphs
-    if len(paragraphs) < 4 * h:
+    h, v = preset.heldout_paragraphs, preset.valid_paragraphs
+    if len(paragraphs) < 4 * (h + v):
         raise ValueError(f"{corpus_path}: only {len(paragraphs)} usable paragraphs (>= 40 characters); "
-                         f"the {preset.name} preset holds out {h} per language and needs several "
-                         "times more")
-    en_heldout, clone_heldout, rest = paragraphs[:h], paragraphs[h:2 * h], paragraphs[2 * h:]
+                         f"the {preset.name} preset holds out {h} test and {v} validation paragraphs "
+                         "per language and needs several times more")
+    # Test paragraphs (final perplexities) and validation paragraphs (curves during training and
+    # learning-rate selection in the sweep) are disjoint, so no reported number chose a setting.
+    held = [paragraphs[i * h:(i + 1) * h] for i in range(2)]
+    valid = [paragraphs[2 * h + i * v:2 * h + (i + 1) * v] for i in range(2)]
+    (en_heldout, clone_heldout), (en_valid, clone_valid) = held, valid
+    rest = paragraphs[2 * (h + v):]
     n_clone = int(round(preset.clone_pool_share * len(rest)))
     clone_pool, en_pool = rest[:n_clone], rest[n_clone:]
 
@@ -101,6 +108,8 @@ def corpus_step(preset, corpus_path: Path, out: Path, inputs) -> dict:
     write_jsonl(out / "clone_train.jsonl", clone_train)
     write_jsonl(out / "en_heldout.jsonl", en_heldout)
     write_jsonl(out / "clone_heldout.jsonl", clone_heldout)
+    write_jsonl(out / "en_valid.jsonl", en_valid)
+    write_jsonl(out / "clone_valid.jsonl", clone_valid)
     (out / "facts.json").write_text(json.dumps(
         [{"subject": f.subject, "relation": f.relation, "object": f.obj, "group": f.group}
          for f in facts], indent=1))
@@ -108,6 +117,7 @@ def corpus_step(preset, corpus_path: Path, out: Path, inputs) -> dict:
     en_words = sum(len(t.split()) for t in en_train)
     return {"paragraphs": len(paragraphs), "en_train_docs": len(en_train),
             "clone_train_docs": len(clone_train), "heldout_docs_per_language": h,
+            "valid_docs_per_language": v,
             "en_train_words": en_words, "fact_share_of_english_words": round(fact_words / en_words, 4),
             "facts": {g: sum(f.group == g for f in facts) for g in GROUPS}}
 
@@ -127,22 +137,26 @@ def tokenizer_step(preset, out: Path, inputs) -> dict:
     return {"vocab_size": preset.vocab_size}
 
 
-def preprocess(inputs_jsonl: Path, prefix: Path, spm_model: Path, log: Path, *extra: str) -> None:
+def preprocess(inputs_jsonl: Path, prefix: Path, spm_model: Path, log: Path, *extra: str,
+               workers: int = 2) -> None:
     run_logged([sys.executable, REPO / "tools" / "preprocess_data.py", "--input", inputs_jsonl,
                 "--json-keys", "text", "--tokenizer-type", "SentencePieceTokenizer",
                 "--tokenizer-model", spm_model, "--append-eod", "--output-prefix", prefix,
-                "--workers", "2", "--progress", "none", *extra], log, show_progress=False)
+                "--workers", str(workers), "--progress", "none", *extra], log, show_progress=False)
 
 
 def shards_step(preset, out: Path, inputs) -> dict:
     corpus, spm_model = inputs["corpus"], inputs["tokenizer"] / "spm.model"
-    log = out / "preprocess.log"
-    for name, clone in (("en_train", False), ("en_heldout", False), ("clone_train", True),
-                        ("clone_heldout", True)):
-        preprocess(corpus / f"{name}.jsonl", out / name, spm_model, log,
-                   *(["--write-clone"] if clone else []))
-    return {"prefixes": {name: f"{name}_text_document" for name in
-                         ("en_train", "en_heldout", "clone_train", "clone_heldout")}}
+    names = [f"{language}_{split}" for split in SPLITS for language in ("en", "clone")]
+
+    def one(name: str) -> None:
+        preprocess(corpus / f"{name}.jsonl", out / name, spm_model, out / f"preprocess_{name}.log",
+                   *(["--write-clone"] if name.startswith("clone") else []), workers=1)
+
+    # Two jobs at a time with one worker each: most of a small job is process start-up.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(one, names))
+    return {"prefixes": {name: f"{name}_text_document" for name in names}}
 
 
 def dictionaries_step(preset, out: Path, inputs) -> dict:

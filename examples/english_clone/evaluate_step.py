@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 from examples.english_clone.facts import RELATIONS
 from examples.english_clone.pipeline import run_logged
@@ -80,11 +81,15 @@ def metrics_from_results(run: dict) -> dict:
     return metrics
 
 
-def evaluate(preset, arm: str, seed: int, out: Path, inputs) -> dict:
+def evaluate(preset, arm: str, seed: int, out: Path, inputs, iteration: Optional[int] = None) -> dict:
+    """Convert the stage-2 checkpoint (the last one, or the one of ``iteration``) and evaluate it."""
     hf_dir = out / "hf"
     log = out / "evaluate.log"
+    checkpoint = inputs["stage2"] / "checkpoints"
+    if iteration is not None:
+        checkpoint = checkpoint / f"iter_{iteration:07d}"
     run_logged([sys.executable, REPO / "tools" / "convert_to_hf.py",
-                "--load", inputs["stage2"] / "checkpoints", "--save", hf_dir,
+                "--load", checkpoint, "--save", hf_dir,
                 "--tokenizer-model", inputs["tokenizer"] / "spm.model"], log, show_progress=False)
     facts = json.loads((inputs["corpus"] / "facts.json").read_text())
     _write_jsonl(out / "knowledge.jsonl", knowledge_records(facts))
@@ -103,4 +108,4 @@ def evaluate(preset, arm: str, seed: int, out: Path, inputs) -> dict:
     results = json.loads((out / "eval" / "results.json").read_text())
     metrics = metrics_from_results(results["runs"][0])
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    return {"arm": arm, "seed": seed}
+    return {"arm": arm, "seed": seed, "iteration": iteration}

@@ -6,9 +6,10 @@ stage-2 step's ``log.jsonl`` (training and evaluation events of ``pretrain_preal
     results.json   {"preset": ..., "seeds": [...], "arms": {arm: {metric: [value per seed]}},
                     "curves": {arm: {seed: {...}}}}
     results.md     mean +- std over seeds per arm, then the per-seed values
-    plots/clone_loss.png          held-out clone (and English) loss over stage 2, per arm
+    plots/clone_loss.png          validation clone (and English) loss over stage 2, per arm
     plots/alignment.png           dev-word P@1 per level over stage 2, per arm
     plots/knowledge_transfer.png  knowledge-application and transfer accuracy, bars with seed spread
+    plots/metrics_vs_tokens.png   presets with checkpoint evaluations (``long``): metrics vs tokens
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def markdown(results: dict) -> str:
 def _plot_curves(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for ax, language in zip(axes, ("clone", "en")):
-        key = f"lm_loss_{language}_heldout"
+        key = f"lm_loss_{language}_valid"
         for arm, per_seed in results["curves"].items():
             runs = [c for c in per_seed.values() if key in c]
             if not runs:
@@ -105,7 +106,7 @@ def _plot_curves(results: dict, path: Path) -> None:
                 lo = [min(r[key][i] for r in runs) for i in range(len(its))]
                 hi = [max(r[key][i] for r in runs) for i in range(len(its))]
                 ax.fill_between(its, lo, hi, color=ARM_COLOURS.get(arm), alpha=0.15)
-        ax.set_title(f"held-out {'clone' if language == 'clone' else 'English'} loss (stage 2)")
+        ax.set_title(f"validation {'clone' if language == 'clone' else 'English'} loss (stage 2)")
         ax.set_xlabel("iteration")
         ax.set_ylabel("loss (nats/token)")
         ax.grid(alpha=0.3)
@@ -183,17 +184,55 @@ def _plot_bars(results: dict, path: Path) -> None:
 def collect(preset, pipeline, evaluations) -> dict:
     arms: Dict[str, Dict[str, List[float]]] = {arm: {} for arm in preset.arms}
     curves: Dict[str, Dict[str, dict]] = {arm: {} for arm in preset.arms}
+    checkpoints: Dict[str, Dict[str, Dict[str, dict]]] = {arm: {} for arm in preset.arms}
+    tokens_per_iteration = preset.global_batch_size * preset.seq_length
     for seed in preset.seeds:
         for step in evaluations:
             if step.params["seed"] != seed:
                 continue
             arm = step.params["arm"]
             metrics = json.loads((pipeline.directory(step) / "metrics.json").read_text())
+            iteration = step.params.get("iteration")
+            if preset.checkpoint_evals:  # metrics vs tokens: every evaluated checkpoint, final included
+                at = preset.train_iters if iteration is None else iteration
+                checkpoints[arm].setdefault(str(seed), {})[str(at * tokens_per_iteration)] = metrics
+            if iteration is not None:
+                continue
             for name, value in metrics.items():
                 arms[arm].setdefault(name, []).append(value)
             stage2_log = pipeline.directory(step.inputs["stage2"]) / "log.jsonl"
             curves[arm][str(seed)] = curves_from_log(read_log(stage2_log))
-    return {"preset": preset.name, "seeds": list(preset.seeds), "arms": arms, "curves": curves}
+    results = {"preset": preset.name, "seeds": list(preset.seeds), "arms": arms, "curves": curves}
+    if preset.checkpoint_evals:
+        results["tokens_per_iteration"] = tokens_per_iteration
+        results["checkpoints"] = checkpoints
+    return results
+
+
+TOKEN_METRICS = ["clone_ppl", "english_ppl", "knowledge_en_only", "knowledge_en_only_in_english",
+                 "transfer_clone", "align_p1_embedding_heldout", "align_p1_middle_layer_heldout",
+                 "align_p1_last_layer_heldout"]
+
+
+def _plot_metrics_vs_tokens(results: dict, path: Path) -> None:
+    """Each metric of the evaluated checkpoints against stage-2 tokens seen, per arm."""
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7), constrained_layout=True)
+    for ax, metric in zip(axes.flat, TOKEN_METRICS):
+        for arm, per_seed in results["checkpoints"].items():
+            for i, (seed, by_tokens) in enumerate(sorted(per_seed.items())):
+                tokens = sorted(by_tokens, key=int)
+                ax.plot([int(t) / 1e6 for t in tokens], [by_tokens[t].get(metric) for t in tokens],
+                        marker="o", markersize=3, color=ARM_COLOURS.get(arm),
+                        label=arm if i == 0 else None, alpha=1.0 if i == 0 else 0.5)
+        ax.set_title(metric.replace("_", " "), fontsize=10)
+        ax.set_xlabel("stage-2 tokens (millions)")
+        if metric.endswith("_ppl"):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend()
+    fig.suptitle("Evaluated checkpoints: metrics against tokens seen")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def write_report(output_dir: Path, preset, pipeline, evaluations) -> str:
@@ -209,5 +248,8 @@ def write_report(output_dir: Path, preset, pipeline, evaluations) -> str:
     _plot_curves(results, paths[0])
     _plot_alignment(results, paths[1])
     _plot_bars(results, paths[2])
+    if results.get("checkpoints"):
+        paths.append(plots / "metrics_vs_tokens.png")
+        _plot_metrics_vs_tokens(results, paths[-1])
     return table + "\nplots: " + " ".join(str(p) for p in paths if p.exists()) + \
         f"\nresults: {output_dir / 'results.json'} {output_dir / 'results.md'}"

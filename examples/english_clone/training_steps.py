@@ -101,7 +101,7 @@ def stage2_step(preset, arm: str, seed: int, out: Path, inputs) -> dict:
         "--tokenizer-model", inputs["tokenizer"] / "spm.model",
         "--data-path", 1.0 - preset.clone_share, english, preset.clone_share,
         shards / "clone_train_text_document",
-        "--valid-data-path", shards / "en_heldout_text_document", shards / "clone_heldout_text_document",
+        "--valid-data-path", shards / "en_valid_text_document", shards / "clone_valid_text_document",
         "--multiple-validation-sets", *eval_dictionaries(inputs["dictionaries"]),
         "--micro-batch-size", preset.micro_batch_size,  # per process
         "--global-batch-size", preset.global_batch_size, "--train-iters", preset.train_iters,

@@ -54,10 +54,13 @@ PARTIAL = ".partial"
 def indexed_dataset_module():
     """``megatron.core.datasets.indexed_dataset``, imported without Megatron's TE/Apex warnings.
 
-    Importing it imports all of ``megatron.core`` (about 5 s on a CPU machine), whose optional
-    dependencies warn when absent; a data tool has no use for that noise.
+    Importing it imports all of ``megatron.core``, whose optional dependencies warn when absent (a
+    data tool has no use for that noise) and whose fused kernels would import TorchDynamo
+    (deferred, see ``cpu_compat.deferred_torch_compile``).
     """
-    with warnings.catch_warnings():
+    from megatron_prealign.cpu_compat import deferred_torch_compile
+
+    with warnings.catch_warnings(), deferred_torch_compile():
         warnings.filterwarnings("ignore", message=r".*(Transformer Engine|Apex).*not installed.*")
         from megatron.core.datasets import indexed_dataset
     return indexed_dataset

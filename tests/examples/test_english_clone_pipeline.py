@@ -14,12 +14,13 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-TOY = dict(name="toy", max_paragraphs=1500, heldout_paragraphs=60, vocab_size=400, dev_words=50,
-           subjects_per_group=2, fact_repetitions_en=5, fact_repetitions_clone=3, num_layers=2,
-           hidden_size=32, ffn_hidden_size=64, num_attention_heads=2, seq_length=64,
-           micro_batch_size=4, global_batch_size=4, train_iters=12, warmup_iters=2, eval_interval=6,
-           eval_iters=2, stage1_iters=6, stage1_entries=16, transfer_train_per_class=10,
-           transfer_test_per_class=5, arms=["joint", "prealign"], seeds=[1])
+TOY = dict(name="toy", max_paragraphs=1500, heldout_paragraphs=60, valid_paragraphs=30,
+           vocab_size=400, dev_words=50, subjects_per_group=2, fact_repetitions_en=5,
+           fact_repetitions_clone=3, num_layers=2, hidden_size=32, ffn_hidden_size=64,
+           num_attention_heads=2, seq_length=64, micro_batch_size=4, global_batch_size=4,
+           train_iters=12, warmup_iters=2, eval_interval=6, eval_iters=2, stage1_iters=6,
+           stage1_entries=16, transfer_train_per_class=10, transfer_test_per_class=5,
+           eval_max_tokens=4000, arms=["joint", "prealign"], seeds=[1])
 
 RUNNER = """
 import sys
@@ -64,7 +65,7 @@ def test_every_artifact_is_well_formed(complete_run):
 
     steps = complete_run / "steps"
     shards = next(steps.glob("shards-*"))
-    for name in ("en_train", "en_heldout", "clone_train", "clone_heldout"):
+    for name in ("en_train", "en_valid", "en_heldout", "clone_train", "clone_valid", "clone_heldout"):
         data = IndexedDataset(str(shards / f"{name}_text_document"))
         assert len(data) > 0
     codeswitch = next(steps.glob("codeswitch-*"))

@@ -1,0 +1,131 @@
+"""The experiment's steps and how they depend on each other (the DAG ``run.py`` and ``sweep.py`` run).
+
+Every builder returns a ``pipeline.Step`` whose parameters name everything that changes its output,
+so two runs that need the same step (arms sharing a stage-1 checkpoint, sweep variants sharing the
+data, learning-rate candidates sharing a stage 1) find it done and reuse it.
+
+    corpus -> tokenizer -> shards -> dictionaries -> codeswitch          (data, shared)
+    stage1(seed)                                                          (PreAlign init)
+    stage2(arm, seed, lr)  <- shards [+ codeswitch] [+ stage1(seed)]
+    evaluation(arm, seed[, iteration])  <- stage2, data, transfer
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from examples.english_clone import data_prep, evaluate_step, training_steps
+from examples.english_clone.pipeline import Step
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class DataSteps:
+    corpus: Step
+    tokenizer: Step
+    shards: Step
+    dictionaries: Step
+    codeswitch: Step
+    transfer: Step
+
+
+def data_steps(preset, corpus: Path) -> DataSteps:
+    P = dict  # noqa: N806  (params as plain dicts keep keys stable and readable)
+    corpus_step = Step("corpus", "data | corpus split and facts",
+                       P(corpus=file_digest(corpus), max_paragraphs=preset.max_paragraphs,
+                         heldout=preset.heldout_paragraphs, valid=preset.valid_paragraphs,
+                         clone_pool_share=preset.clone_pool_share, subjects=preset.subjects_per_group,
+                         reps=(preset.fact_repetitions_en, preset.fact_repetitions_clone)),
+                       lambda out, inp: data_prep.corpus_step(preset, corpus, out, inp), cost=3)
+    tokenizer = Step("tokenizer", "data | SentencePiece tokenizer", P(vocab=preset.vocab_size),
+                     lambda out, inp: data_prep.tokenizer_step(preset, out, inp),
+                     {"corpus": corpus_step}, cost=3)
+    shards = Step("shards", "data | English and clone shards", P(), lambda out, inp:
+                  data_prep.shards_step(preset, out, inp), {"corpus": corpus_step, "tokenizer": tokenizer},
+                  cost=30)
+    dictionaries = Step("dictionaries", "data | English<->Clone dictionaries",
+                        P(min_count=preset.min_word_count, unseen=preset.unseen_share, dev=preset.dev_words),
+                        lambda out, inp: data_prep.dictionaries_step(preset, out, inp),
+                        {"corpus": corpus_step, "tokenizer": tokenizer, "shards": shards}, cost=10)
+    codeswitch = Step("codeswitch", f"data | code-switched English shard (p={preset.codeswitch_ratio})",
+                      P(p=preset.codeswitch_ratio), lambda out, inp: data_prep.codeswitch_step(preset, out, inp),
+                      {"corpus": corpus_step, "tokenizer": tokenizer, "dictionaries": dictionaries,
+                       "shards": shards}, cost=30)
+    transfer = Step("transfer", "data | transfer task (Brown genres)",
+                    P(train=preset.transfer_train_per_class, test=preset.transfer_test_per_class),
+                    lambda out, inp: data_prep.transfer_step(preset, out, inp), cost=2)
+    return DataSteps(corpus_step, tokenizer, shards, dictionaries, codeswitch, transfer)
+
+
+def model_params(preset) -> dict:
+    return dict(layers=preset.num_layers, hidden=preset.hidden_size, ffn=preset.ffn_hidden_size,
+                heads=preset.num_attention_heads, seq=preset.seq_length, untie=preset.untie_embeddings,
+                nproc=preset.nproc)
+
+
+def stage1(preset, seed: int, data: DataSteps, label: str = "") -> Step:
+    return Step("stage1", f"{label}seed {seed} | stage 1 (alignment init)",
+                dict(model=model_params(preset), seed=seed, iters=preset.stage1_iters,
+                     entries=preset.stage1_entries, lr=preset.stage1_lr, levels=preset.alignment_levels,
+                     alpha=preset.alignment_alpha, lm_weight=preset.alignment_lm_weight,
+                     wd=preset.weight_decay, clip=preset.clip_grad),
+                lambda out, inp: training_steps.stage1_step(preset, seed, out, inp),
+                {"tokenizer": data.tokenizer, "dictionaries": data.dictionaries},
+                cost=preset.stage1_iters * preset.stage1_entries / 300, resumable=True)
+
+
+def stage2(preset, arm: str, seed: int, data: DataSteps, label: str = "") -> Step:
+    """Stage 2 of one arm and seed at ``preset.lr`` (its stage 1 is built here when the arm has one)."""
+    spec = training_steps.ARMS[arm]
+    inputs = {"tokenizer": data.tokenizer, "shards": data.shards, "dictionaries": data.dictionaries}
+    if spec["codeswitch"]:
+        inputs["codeswitch"] = data.codeswitch
+    if spec["init"]:
+        inputs["stage1"] = stage1(preset, seed, data, label)
+    return Step("stage2", f"{label}arm {arm} | seed {seed} | lr {preset.lr:g} | stage 2 (pretraining)",
+                dict(model=model_params(preset), arm=arm, seed=seed, iters=preset.train_iters,
+                     mbs=preset.micro_batch_size, gbs=preset.global_batch_size, lr=preset.lr,
+                     min_lr=preset.min_lr_ratio, warmup=preset.warmup_iters, wd=preset.weight_decay,
+                     clip=preset.clip_grad, clone_share=preset.clone_share,
+                     eval=(preset.eval_interval, preset.eval_iters)),
+                lambda out, inp: training_steps.stage2_step(preset, arm, seed, out, inp),
+                inputs, cost=preset.train_iters * preset.global_batch_size * preset.seq_length / 5000,
+                resumable=True)
+
+
+def evaluation(preset, arm: str, seed: int, data: DataSteps, stage2_step: Step, label: str = "",
+               iteration: Optional[int] = None) -> Step:
+    """Convert and evaluate a stage-2 run: its final checkpoint, or the one saved at ``iteration``."""
+    params = dict(arm=arm, seed=seed, max_tokens=preset.eval_max_tokens, seq=preset.seq_length)
+    if iteration is not None:
+        params["iteration"] = iteration
+    at = "" if iteration is None else f" at iteration {iteration}"
+    return Step("evaluate", f"{label}arm {arm} | seed {seed} | convert + evaluate{at}", params,
+                lambda out, inp: evaluate_step.evaluate(preset, arm, seed, out, inp, iteration),
+                {"stage2": stage2_step, "tokenizer": data.tokenizer, "shards": data.shards,
+                 "corpus": data.corpus, "dictionaries": data.dictionaries, "transfer": data.transfer},
+                cost=60)
+
+
+def build_steps(preset, corpus: Path):
+    """The experiment: shared data steps, one stage 1 per seed, stage 2 + evaluation per arm and seed."""
+    data = data_steps(preset, corpus)
+    steps = []
+    for seed in preset.seeds:
+        for arm in preset.arms:
+            run = stage2(preset, arm, seed, data)
+            if preset.checkpoint_evals:
+                steps += [evaluation(preset, arm, seed, data, run, iteration=k)
+                          for k in range(preset.checkpoint_evals, preset.train_iters, preset.checkpoint_evals)]
+            steps.append(evaluation(preset, arm, seed, data, run))
+    return steps

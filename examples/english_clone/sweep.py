@@ -1,0 +1,329 @@
+#!/usr/bin/env python
+"""Where does PreAlign beat joint training? Named variants x arms x seeds through the experiment.
+
+    python examples/english_clone/sweep.py --grid cpu --seeds 1,2 --output-dir runs/sweep
+
+For every variant (a set of preset overrides: tied output embedding, which levels stage 1 aligns,
+the alignment loss weights, the code-switching ratio, stage-1 length, more tokens) and every arm:
+
+1. **learning rate**: stage 2 runs on the first seed at every lr of the grid; the one with the lowest
+   final validation loss (mean of English and clone, on the validation documents, which the final
+   test perplexities never see) is that arm's lr in that variant. Each arm gets its own lr, so no
+   comparison hinges on one lr that happens to suit one arm. A variant may instead reuse the lrs
+   chosen for another (``lr_from``: the long-token variant, whose grid would cost hours).
+2. **seeds**: every seed at the chosen lr (the first seed's grid run is reused), then conversion and
+   the evaluation suite (clone/English test perplexity, knowledge application, transfer, per-level
+   alignment).
+
+Everything runs through the experiment's own steps (``dag.py``), so it is resumable the same way:
+finished runs are skipped, an interrupted training run continues from its last checkpoint, and any
+run that two cells share (the data, a stage-1 checkpoint shared by the lr candidates, the joint arm
+of variants that only change PreAlign's knobs) runs once. After each variant the report is
+rewritten:
+
+    sweep.json   per variant: overrides, lr candidates and choice per arm, per-arm metrics per seed,
+                 and the gap PreAlign - joint per metric (per seed, mean, std)
+    sweep.md     the gap table (mean +- std over seeds), the chosen lrs, per-arm values
+    plots/sweep_gap.png    the gap per variant for the headline metrics, seeds as dots
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from examples.english_clone import dag, data_prep  # noqa: E402
+from examples.english_clone.pipeline import Pipeline  # noqa: E402
+from examples.english_clone.presets import PRESETS, Preset  # noqa: E402
+from examples.english_clone.report import read_log  # noqa: E402
+
+GAP_METRICS = ["clone_ppl", "english_ppl", "knowledge_en_only", "knowledge_both",
+               "knowledge_en_only_in_english", "transfer_english", "transfer_clone",
+               "align_p1_embedding_heldout", "align_p1_middle_layer_heldout",
+               "align_p1_last_layer_heldout", "align_p1_embedding_strict_unseen",
+               "align_p1_middle_layer_strict_unseen", "align_p1_last_layer_strict_unseen"]
+LOWER_IS_BETTER = {"clone_ppl", "english_ppl"}
+PLOTTED = ["clone_ppl", "english_ppl", "knowledge_en_only", "transfer_clone",
+           "align_p1_middle_layer_heldout", "align_p1_middle_layer_strict_unseen"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    overrides: dict = field(default_factory=dict)
+    lr_from: Optional[str] = None
+    """Reuse the learning rates chosen for this variant instead of running the grid."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    base: Preset
+    variants: Tuple[Variant, ...]
+    lrs: Tuple[float, ...]
+    arms: Tuple[str, ...] = ("joint", "prealign")
+
+
+def _cpu_variants(base: Preset) -> Tuple[Variant, ...]:
+    top = base.num_layers
+    return (
+        Variant("authors_code", "the experiment's defaults: untied, all levels incl. output "
+                "embedding, alpha 0.1 / LM 1.0 (the authors' code), p 0.05, stage 1 120 steps"),
+        Variant("tied", "tied input/output embedding", {"untie_embeddings": False}),
+        Variant("levels_no_top", f"stage 1 aligns embedding + layer1-{top - 1} (not the last layer, "
+                "final norm or output embedding)", {"alignment_levels": f"embedding,layer1-{top - 1}"}),
+        Variant("levels_lower", f"stage 1 aligns embedding + layer1-{top // 2} only",
+                {"alignment_levels": f"embedding,layer1-{top // 2}"}),
+        Variant("paper_weights", "alpha 1.0 / LM 0.05 (one reading of the paper)",
+                {"alignment_alpha": 1.0, "alignment_lm_weight": 0.05}),
+        Variant("cs_0.2", "code-switching ratio 0.2", {"codeswitch_ratio": 0.2}),
+        Variant("stage1_x3", "stage 1 three times longer (360 steps)",
+                {"stage1_iters": 3 * base.stage1_iters}),
+        Variant("tokens_x5", "5x the stage-2 tokens (lrs from authors_code)",
+                {"train_iters": 5 * base.train_iters, "warmup_iters": 5 * base.warmup_iters,
+                 "eval_interval": 5 * base.eval_interval}, lr_from="authors_code"),
+    )
+
+
+GRIDS: Dict[str, Grid] = {
+    "cpu": Grid("cpu", PRESETS["cpu"], _cpu_variants(PRESETS["cpu"]), lrs=(1.5e-3, 3e-3, 6e-3)),
+}
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def selection_loss(log_path: Path) -> float:
+    """Mean of the English and clone validation losses at the last evaluation of a stage-2 log."""
+    evals = [r for r in read_log(log_path) if r["event"] == "eval"]
+    if not evals:
+        raise RuntimeError(f"{log_path}: no evaluation recorded; cannot choose a learning rate")
+    last = evals[-1]
+    losses = [last[k] for k in ("lm_loss_en_valid", "lm_loss_clone_valid")]
+    return float("inf") if any(not math.isfinite(v) for v in losses) else statistics.fmean(losses)
+
+
+def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def gaps(arms: Dict[str, Dict[str, List[float]]]) -> Dict[str, dict]:
+    """PreAlign - joint per metric: per seed (paired by seed), mean and std over seeds."""
+    out = {}
+    for metric in GAP_METRICS:
+        joint, prealign = arms.get("joint", {}).get(metric), arms.get("prealign", {}).get(metric)
+        if not joint or not prealign:
+            continue
+        per_seed = [None if a is None or b is None else b - a for a, b in zip(joint, prealign)]
+        mean, std = _mean_std(per_seed)
+        out[metric] = {"per_seed": per_seed, "mean": mean, "std": std}
+    return out
+
+
+class Sweep:
+    def __init__(self, grid: Grid, seeds: Sequence[int], output_dir: Path, corpus: Path,
+                 variants: Optional[Sequence[str]] = None, quiet: bool = False):
+        self.grid, self.seeds, self.output_dir, self.corpus = grid, list(seeds), Path(output_dir), corpus
+        names = [v.name for v in grid.variants]
+        self.variants = [v for v in grid.variants if variants is None or v.name in variants]
+        unknown = sorted(set(variants or ()) - set(names))
+        if unknown:
+            raise ValueError(f"unknown variant(s) {unknown}; grid {grid.name!r} has {names}")
+        for v in self.variants:
+            if v.lr_from and v.lr_from not in [u.name for u in self.variants[:self.variants.index(v)]]:
+                raise ValueError(f"variant {v.name} takes its lrs from {v.lr_from}, which must run "
+                                 "before it (add it to --variants)")
+        self.pipeline = Pipeline(self.output_dir, quiet=quiet)
+        self.quiet = quiet
+        self.results: Dict[str, dict] = {}
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, flush=True)
+
+    def preset(self, variant: Variant) -> Preset:
+        return self.grid.base.replace(**variant.overrides, arms=list(self.grid.arms), seeds=self.seeds)
+
+    def choose_lrs(self, variant: Variant, preset: Preset, data: dag.DataSteps, label: str) -> dict:
+        if variant.lr_from:
+            chosen = self.results[variant.lr_from]["lr"]
+            return {arm: {"chosen": chosen[arm]["chosen"], "from": variant.lr_from} for arm in self.grid.arms}
+        candidates = {arm: {lr: dag.stage2(preset.replace(lr=lr), arm, self.seeds[0], data, label)
+                            for lr in self.grid.lrs} for arm in self.grid.arms}
+        self.pipeline.run([s for per_arm in candidates.values() for s in per_arm.values()])
+        out = {}
+        for arm, per_lr in candidates.items():
+            losses = {lr: selection_loss(self.pipeline.directory(step) / "log.jsonl")
+                      for lr, step in per_lr.items()}
+            best = min(losses, key=lambda lr: (losses[lr], lr))
+            out[arm] = {"chosen": best, "candidates": {f"{lr:g}": v for lr, v in losses.items()}}
+            self._say(f"{label}{arm}: validation loss by lr "
+                      + ", ".join(f"{lr:g} {v:.4f}" for lr, v in losses.items()) + f" -> lr {best:g}")
+        return out
+
+    def run_variant(self, index: int, variant: Variant) -> dict:
+        label = f"[{variant.name}] "
+        self._say(f"=== variant {index}/{len(self.variants)}: {variant.name}: {variant.description}")
+        preset = self.preset(variant)
+        data = dag.data_steps(preset, self.corpus)
+        lrs = self.choose_lrs(variant, preset, data, label)
+        evaluations = {}
+        for arm in self.grid.arms:
+            arm_preset = preset.replace(lr=lrs[arm]["chosen"])
+            for seed in self.seeds:
+                stage2 = dag.stage2(arm_preset, arm, seed, data, label)
+                evaluations[(arm, seed)] = dag.evaluation(arm_preset, arm, seed, data, stage2, label)
+        self.pipeline.run(list(evaluations.values()))
+        arms: Dict[str, Dict[str, List[float]]] = {arm: {} for arm in self.grid.arms}
+        for arm in self.grid.arms:
+            for seed in self.seeds:
+                metrics = json.loads((self.pipeline.directory(evaluations[(arm, seed)])
+                                      / "metrics.json").read_text())
+                for name, value in metrics.items():
+                    arms[arm].setdefault(name, []).append(value)
+        return {"description": variant.description, "overrides": variant.overrides,
+                "tokens_per_arm": preset.train_iters * preset.global_batch_size * preset.seq_length,
+                "lr": lrs, "arms": arms, "gap": gaps(arms)}
+
+    def run(self) -> dict:
+        for index, variant in enumerate(self.variants, start=1):
+            self.results[variant.name] = self.run_variant(index, variant)
+            self.write_report()
+        return self.report()
+
+    def report(self) -> dict:
+        return {"grid": self.grid.name, "seeds": self.seeds, "lrs": list(self.grid.lrs),
+                "arms": list(self.grid.arms), "variants": self.results}
+
+    def write_report(self) -> str:
+        report = self.report()
+        (self.output_dir / "sweep.json").write_text(json.dumps(report, indent=1))
+        table = markdown(report)
+        (self.output_dir / "sweep.md").write_text(table)
+        plots = self.output_dir / "plots"
+        plots.mkdir(exist_ok=True)
+        plot_gaps(report, plots / "sweep_gap.png")
+        return table
+
+
+def _fmt(value, sign: bool = True) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    spec = ("+" if sign else "") + (".1f" if abs(value) >= 10 else ".3f")
+    return format(value, spec)
+
+
+def _mean_pm_std(values: Sequence[float], sign: bool) -> str:
+    mean, std = _mean_std(values)
+    return f"{_fmt(mean, sign)} +- {_fmt(std, False)}"
+
+
+def markdown(report: dict) -> str:
+    variants = report["variants"]
+    lines = [f"# PreAlign - joint, sweep grid {report['grid']}, seeds {', '.join(map(str, report['seeds']))}",
+             "", "Gap = PreAlign - joint, paired by seed; mean +- std over seeds. Perplexities: "
+             "negative favours PreAlign; accuracies and P@1: positive favours PreAlign.", "",
+             "| variant | " + " | ".join(GAP_METRICS) + " |", "|---|" + "---|" * len(GAP_METRICS)]
+    for name, v in variants.items():
+        cells = []
+        for metric in GAP_METRICS:
+            g = v["gap"].get(metric)
+            cells.append("n/a" if g is None else _mean_pm_std(g["per_seed"], sign=True))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Learning rates (chosen on the first seed's validation loss):", "",
+              "| variant | " + " | ".join(report["arms"]) + " |", "|---|" + "---|" * len(report["arms"])]
+    for name, v in variants.items():
+        cells = []
+        for arm in report["arms"]:
+            entry = v["lr"][arm]
+            detail = f"from {entry['from']}" if "from" in entry else ", ".join(
+                f"{lr}: {loss:.3f}" for lr, loss in entry["candidates"].items())
+            cells.append(f"**{entry['chosen']:g}** ({detail})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Per arm (mean +- std over seeds):", "",
+              "| variant | metric | " + " | ".join(report["arms"]) + " |",
+              "|---|---|" + "---|" * len(report["arms"])]
+    for name, v in variants.items():
+        for metric in GAP_METRICS:
+            cells = [_mean_pm_std(v["arms"][arm].get(metric, []), sign=False) for arm in report["arms"]]
+            lines.append(f"| {name} | {metric} | " + " | ".join(cells) + " |")
+    lines += ["", "Variants:", ""] + [f"- **{name}**: {v['description']} ({v['tokens_per_arm']:,} "
+                                      "stage-2 tokens per arm)" for name, v in variants.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_gaps(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["variants"])
+    if not names:
+        return
+    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(3.0 * len(PLOTTED), 0.45 * len(names) + 1.8),
+                             sharey=True, constrained_layout=True)
+    for ax, metric in zip(axes, PLOTTED):
+        for row, name in enumerate(names):
+            g = report["variants"][name]["gap"].get(metric)
+            if g is None:
+                continue
+            good = (g["mean"] < 0) == (metric in LOWER_IS_BETTER)
+            ax.barh(row, g["mean"], xerr=g["std"], color="tab:green" if good else "tab:red",
+                    alpha=0.7, capsize=3)
+            seeds = [v for v in g["per_seed"] if v is not None]
+            ax.scatter(seeds, [row] * len(seeds), color="black", s=8, zorder=3)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(metric.replace("align_p1_", "P@1 ").replace("_", " "), fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(names)))
+    axes[0].set_yticklabels(names)
+    axes[0].invert_yaxis()
+    fig.suptitle("PreAlign - joint per variant (green: PreAlign better; whiskers: std over seeds, "
+                 "dots: seeds)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="cpu")
+    parser.add_argument("--seeds", default="1,2", help="Comma list of integer seeds (first: lr grid).")
+    parser.add_argument("--output-dir", required=True, type=Path)
+    parser.add_argument("--variants", default=None, help="Comma list of the grid's variants to run.")
+    parser.add_argument("--corpus", type=Path, default=None, help="JSONL corpus; default: built-in.")
+    args = parser.parse_args(argv)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--seeds: expected integers like 1,2, got {args.seeds!r}")
+    corpus = args.corpus or data_prep.DEFAULT_CORPUS
+    if not corpus.is_file():
+        parser.error(f"--corpus {corpus}: no such file")
+    variants = [v for v in args.variants.split(",") if v.strip()] if args.variants else None
+    try:
+        sweep = Sweep(GRIDS[args.grid], seeds, args.output_dir, corpus, variants)
+    except ValueError as err:
+        parser.error(str(err))
+    sweep.run()
+    print(sweep.write_report())
+    print(f"report: {args.output_dir / 'sweep.md'} {args.output_dir / 'sweep.json'} "
+          f"{args.output_dir / 'plots' / 'sweep_gap.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The sweep's orchestration: per-arm lr selection, sharing, resume and the report.
+
+Training and evaluation are replaced by fast stand-ins whose validation loss has a known best lr per
+arm and whose metrics are a known function of (arm, seed, lr); the real steps are exercised by the
+pipeline test. Everything else (the DAG, step keys and reuse, selection, gaps, report) is real.
+"""
+
+import json
+import math
+
+import matplotlib.image
+import pytest
+
+from examples.english_clone import data_prep, evaluate_step, sweep, training_steps
+from examples.english_clone.presets import PRESETS
+
+BEST_LR = {"joint": 4e-3, "prealign": 1e-3}
+GRID = sweep.Grid(
+    "toy", PRESETS["tiny"].replace(train_iters=10),
+    (sweep.Variant("base", "the defaults"),
+     sweep.Variant("cs_0.2", "more switching", {"codeswitch_ratio": 0.2}),
+     sweep.Variant("longer", "more tokens", {"train_iters": 50}, lr_from="base")),
+    lrs=(1e-3, 2e-3, 4e-3))
+
+
+class Interrupt(Exception):
+    pass
+
+
+class StandIns:
+    """Records every training and evaluation call; can fail the n-th stage-2 call."""
+
+    def __init__(self, monkeypatch, fail_at=None):
+        self.stage1_calls, self.stage2_calls, self.evaluate_calls = [], [], []
+        self.fail_at = fail_at
+        for name in ("corpus_step", "tokenizer_step", "shards_step", "dictionaries_step",
+                     "codeswitch_step", "transfer_step"):
+            monkeypatch.setattr(data_prep, name, lambda preset, *a: {})
+        monkeypatch.setattr(training_steps, "stage1_step", self.stage1)
+        monkeypatch.setattr(training_steps, "stage2_step", self.stage2)
+        monkeypatch.setattr(evaluate_step, "evaluate", self.evaluate)
+
+    def stage1(self, preset, seed, out, inputs):
+        self.stage1_calls.append((preset.codeswitch_ratio, seed))
+        return {}
+
+    def stage2(self, preset, arm, seed, out, inputs):
+        self.stage2_calls.append((arm, seed, preset.lr, preset.train_iters, preset.codeswitch_ratio))
+        if self.fail_at is not None and len(self.stage2_calls) == self.fail_at:
+            (out / "log.jsonl").write_text('{"event": "train", "iteration": 5, "lm_loss": 9.0}\n')
+            raise Interrupt()
+        loss = 5.0 + math.log(preset.lr / BEST_LR[arm]) ** 2 + 0.01 * seed
+        (out / "log.jsonl").write_text(json.dumps(
+            {"event": "eval", "iteration": preset.train_iters, "lm_loss_en_valid": loss,
+             "lm_loss_clone_valid": loss + 0.5}) + "\n")
+        return {"arm": arm, "lr": preset.lr}
+
+    def evaluate(self, preset, arm, seed, out, inputs, iteration=None):
+        self.evaluate_calls.append((arm, seed, preset.lr))
+        bonus = 1.0 if arm == "prealign" else 0.0
+        metrics = {"clone_ppl": 100.0 - 3 * bonus * preset.codeswitch_ratio * 20 + seed,
+                   "english_ppl": 80.0 + 2 * bonus + seed, "knowledge_en_only": 0.1 + 0.05 * bonus * seed,
+                   "transfer_clone": 0.25, "align_p1_middle_layer_heldout": 0.01 + 0.2 * bonus,
+                   "lr_seen": preset.lr}
+        (out / "metrics.json").write_text(json.dumps(metrics))
+        return {}
+
+
+def run_sweep(tmp_path, name="sweep", seeds=(1, 2)):
+    s = sweep.Sweep(GRID, list(seeds), tmp_path / name, data_prep.DEFAULT_CORPUS, quiet=True)
+    s.run()
+    return json.loads((tmp_path / name / "sweep.json").read_text())
+
+
+def test_each_arm_gets_its_own_lr_and_every_seed_uses_it(tmp_path, monkeypatch):
+    calls = StandIns(monkeypatch)
+    report = run_sweep(tmp_path)
+    base = report["variants"]["base"]
+    assert {arm: base["lr"][arm]["chosen"] for arm in BEST_LR} == BEST_LR
+    assert set(base["lr"]["joint"]["candidates"]) == {"0.001", "0.002", "0.004"}
+    for variant in ("base", "cs_0.2", "longer"):
+        for arm, lr in BEST_LR.items():  # the evaluated runs of every seed are at the chosen lr
+            assert report["variants"][variant]["arms"][arm]["lr_seen"] == [lr, lr]
+    assert report["variants"]["longer"]["lr"]["joint"] == {"chosen": 4e-3, "from": "base"}
+
+    # Grid on seed 1 only (3 lrs x 2 arms), seed 2 at the chosen lr; the seed-1 grid run at the
+    # chosen lr is reused, not rerun. cs_0.2 changes only PreAlign's data, so its joint runs are
+    # base's (same step keys) and only PreAlign trains again. longer: no grid, 2 arms x 2 seeds.
+    per_variant = {"base": 3 * 2 + 2, "cs_0.2": 3 + 1, "longer": 4}
+    assert len(calls.stage2_calls) == sum(per_variant.values())
+    assert sorted(c for c in calls.stage2_calls if c[3] == 50) == sorted(
+        (arm, seed, lr, 50, 0.05) for arm, lr in BEST_LR.items() for seed in (1, 2))
+    # One stage 1 per (stage-1 settings, seed): shared by the lr candidates; cs_0.2 reuses base's.
+    assert sorted(calls.stage1_calls) == [(0.05, 1), (0.05, 2)]
+
+
+def test_gaps_are_paired_by_seed_and_the_report_is_written(tmp_path, monkeypatch):
+    StandIns(monkeypatch)
+    report = run_sweep(tmp_path)
+    gap = report["variants"]["base"]["gap"]
+    assert gap["english_ppl"]["per_seed"] == [2.0, 2.0] and gap["english_ppl"]["std"] == 0.0
+    assert gap["knowledge_en_only"]["per_seed"] == pytest.approx([0.05, 0.10])
+    assert gap["knowledge_en_only"]["mean"] == pytest.approx(0.075)
+    assert report["variants"]["cs_0.2"]["gap"]["clone_ppl"]["mean"] == pytest.approx(-12.0)
+    table = (tmp_path / "sweep" / "sweep.md").read_text()
+    assert "| base |" in table and "| cs_0.2 |" in table and "**0.004**" in table
+    image = matplotlib.image.imread(tmp_path / "sweep" / "plots" / "sweep_gap.png")
+    assert image.shape[1] > 400 and image.std() > 0.01
+
+
+def test_an_interrupted_sweep_resumes_to_the_same_report(tmp_path, monkeypatch):
+    StandIns(monkeypatch)
+    straight = run_sweep(tmp_path, "straight")
+    StandIns(monkeypatch, fail_at=9)  # in cs_0.2's grid, after base was reported
+    with pytest.raises(Interrupt):
+        run_sweep(tmp_path, "resumed")
+    partial = json.loads((tmp_path / "resumed" / "sweep.json").read_text())
+    assert list(partial["variants"]) == ["base"]
+    calls = StandIns(monkeypatch)
+    assert run_sweep(tmp_path, "resumed") == straight
+    # Only the unfinished work ran again: cs_0.2's PreAlign grid (the interrupted run included) and
+    # its seed 2, and the longer variant.
+    assert len(calls.stage2_calls) == 4 + 4
+
+
+def test_lr_from_needs_its_source_variant(tmp_path):
+    with pytest.raises(ValueError, match="takes its lrs from base"):
+        sweep.Sweep(GRID, [1], tmp_path, data_prep.DEFAULT_CORPUS, variants=["longer"])
+    with pytest.raises(ValueError, match="unknown variant"):
+        sweep.Sweep(GRID, [1], tmp_path, data_prep.DEFAULT_CORPUS, variants=["nope"])
+
+
+def test_selection_loss_reads_the_last_validation(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in [
+        {"event": "eval", "iteration": 0, "lm_loss_en_valid": 9.0, "lm_loss_clone_valid": 9.0},
+        {"event": "eval", "iteration": 10, "lm_loss_en_valid": 4.0, "lm_loss_clone_valid": 5.0},
+        {"event": "train", "iteration": 10, "lm_loss": 3.0}]) + "\n")
+    assert sweep.selection_loss(log) == 4.5
+    log.write_text(json.dumps({"event": "eval", "iteration": 10, "lm_loss_en_valid": float("nan"),
+                               "lm_loss_clone_valid": 5.0}) + "\n")
+    assert sweep.selection_loss(log) == float("inf")
+
+
+def test_checkpoint_evaluations_give_metrics_against_tokens(tmp_path, monkeypatch):
+    from examples.english_clone import report
+    from examples.english_clone.dag import build_steps
+    from examples.english_clone.pipeline import Pipeline
+
+    calls = StandIns(monkeypatch)
+    preset = PRESETS["long"].replace(train_iters=30, eval_interval=5, checkpoint_evals=10)
+    pipeline = Pipeline(tmp_path, quiet=True)
+    evaluations = build_steps(preset, data_prep.DEFAULT_CORPUS)
+    pipeline.run(evaluations)
+    assert len(calls.stage2_calls) == 2  # checkpoints of one run, not new runs
+    assert sorted(calls.evaluate_calls) == sorted((arm, 1, preset.lr) for arm in ("joint", "prealign")
+                                                  for _ in range(3))
+    iterations = sorted(json.loads((pipeline.directory(s) / "params.json").read_text())["params"]
+                        .get("iteration", 30) for s in evaluations)
+    assert iterations == [10, 10, 20, 20, 30, 30]
+    report.write_report(tmp_path, preset, pipeline, evaluations)
+    results = json.loads((tmp_path / "results.json").read_text())
+    tokens = preset.global_batch_size * preset.seq_length
+    assert sorted(results["checkpoints"]["prealign"]["1"], key=int) == [str(k * tokens) for k in (10, 20, 30)]
+    assert results["arms"]["prealign"]["english_ppl"] == [83.0]  # the final evaluation only
+    image = matplotlib.image.imread(tmp_path / "plots" / "metrics_vs_tokens.png")
+    assert image.shape[1] > 800 and image.std() > 0.01
+    with pytest.raises(ValueError, match="multiple of eval_interval"):
+        preset.replace(checkpoint_evals=7)
