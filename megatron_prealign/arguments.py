@@ -154,6 +154,10 @@ def _checkpoint_group(parser: argparse.ArgumentParser) -> None:
                    help="Start from these weights (fresh optimizer, scheduler, iteration, data "
                         "position; resharded to this run's TP/PP) unless --load holds a checkpoint "
                         "to resume. Stage 2 starts from stage 1 this way.")
+    g.add_argument("--pretrained-reinit", default=None,
+                   help="With --pretrained-checkpoint: comma list of parameter-name substrings "
+                        "(e.g. output_layer,final_layernorm) that keep their fresh initialization "
+                        "instead of the checkpoint's values.")
 
 
 def _logging_group(parser: argparse.ArgumentParser) -> None:
@@ -372,6 +376,9 @@ def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) ->
         _fail("--finetune needs --load DIR")
     if args.pretrained_checkpoint and not os.path.isdir(args.pretrained_checkpoint):
         _fail(f"--pretrained-checkpoint {args.pretrained_checkpoint}: no such directory")
+    if args.pretrained_reinit and not args.pretrained_checkpoint:
+        _fail("--pretrained-reinit needs --pretrained-checkpoint")
+    args.pretrained_reinit = [n.strip() for n in (args.pretrained_reinit or "").split(",") if n.strip()]
     if args.pretrained_checkpoint and args.finetune:
         _fail("--pretrained-checkpoint already loads weights only; drop --finetune")
     args.alignment_eval_sets = _parse_eval_dictionaries(args.alignment_eval_dictionary)

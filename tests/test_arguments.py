@@ -26,7 +26,7 @@ EXPECTED_FLAGS = sorted("""
 --no-load-rng --no-save-optim --no-swiglu --no-untie-embeddings-and-output-weights --norm-epsilon
 --normalization --num-attention-heads --num-layers --num-query-groups --num-workers
 --overlap-grad-reduce --overlap-param-gather --pipeline-model-parallel-size
---position-embedding-type --pretrained-checkpoint --recompute-granularity --recompute-method
+--position-embedding-type --pretrained-checkpoint --pretrained-reinit --recompute-granularity --recompute-method
 --recompute-num-layers --rotary-base --rotary-percent --save --save-interval --seed --seq-length
 --sequence-parallel --split --stage --swiglu --tensor-model-parallel-size --tensorboard-dir
 --tokenizer-model --tokenizer-type --train-iters --transformer-impl

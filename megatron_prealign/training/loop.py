@@ -18,7 +18,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 import torch
 
 from megatron_prealign.arguments import padded_vocab_size
-from megatron_prealign.training.initialize import initialize_distributed
+from megatron_prealign.training.initialize import device, initialize_distributed
 
 EvalCallback = Callable[[List[torch.nn.Module], int], Dict[str, float]]
 
@@ -87,7 +87,6 @@ def setup(args: Namespace, model_builder: Optional[Callable] = None) -> Training
     from megatron.core.distributed.finalize_model_grads import finalize_model_grads
 
     from megatron_prealign.model import build_model, transformer_config_from_args
-    from megatron_prealign.training import checkpointing
 
     tokenizer = build_tokenizer_for(args)
     config = transformer_config_from_args(args)
@@ -127,16 +126,42 @@ def restore(state: TrainingState) -> None:
             load_rng=not (args.finetune or args.no_load_rng))
         if not args.finetune:
             state.iteration, state.consumed_samples = loaded.iteration, loaded.consumed_samples
+        if args.finetune or args.no_load_optim:
+            state.optimizer.reload_model_params()  # main (fp32) params follow the loaded weights
         if rank0:
             print(f"loaded {loaded.path} (iteration {loaded.iteration})", flush=True)
     elif args.pretrained_checkpoint:
+        fresh = _fresh_parameters(state.model, args.pretrained_reinit)
         loaded = checkpointing.load_checkpoint(args.pretrained_checkpoint, state.model, state.optimizer,
                                                state.scheduler, args, load_optimizer=False,
                                                load_rng=False)
+        with torch.no_grad():
+            for param, value in fresh:
+                param.copy_(value)
+        # Mixed-precision optimizers keep fp32 main copies made from the fresh model: refresh them.
+        state.optimizer.reload_model_params()
         if rank0:
-            print(f"initialized weights from {loaded.path}", flush=True)
+            kept = f"; kept fresh: {', '.join(args.pretrained_reinit)}" if fresh else ""
+            print(f"initialized weights from {loaded.path}{kept}", flush=True)
     elif args.load and rank0:
         print(f"no checkpoint in {args.load} yet: starting from scratch", flush=True)
+
+
+def _fresh_parameters(model, patterns) -> list:
+    """(parameter, copy of its fresh value) for the parameters ``--pretrained-reinit`` names."""
+    from megatron_prealign.training.checkpointing import CheckpointError, unwrap
+
+    if not patterns:
+        return []
+    chosen = [(p, p.detach().clone()) for chunk in model
+              for name, p in unwrap(chunk).named_parameters() if any(s in name for s in patterns)]
+    matched = torch.tensor([len(chosen)], dtype=torch.long, device=device())
+    torch.distributed.all_reduce(matched)  # with PP a name may live on another stage only
+    if matched.item() == 0:
+        names = [n for chunk in model for n, _ in unwrap(chunk).named_parameters()]
+        raise CheckpointError(f"--pretrained-reinit {','.join(patterns)} matches no parameter; names "
+                        f"look like {', '.join(names[:3])}, ..., {names[-1]}")
+    return chosen
 
 
 def save(state: TrainingState, extra_meta: Optional[dict] = None) -> None:

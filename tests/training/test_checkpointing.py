@@ -145,3 +145,35 @@ def test_interrupted_save_never_looks_complete(tmp_path):
     assert len(train_losses(log)) == 2  # resumed from iteration 2, the last complete save
     assert (ckpt / "latest_checkpointed_iteration.txt").read_text() == "4"
     assert not partial.exists()
+
+
+def test_weights_only_loads_refresh_the_optimizers_main_params(monkeypatch):
+    """BF16/FP16 optimizers keep fp32 main copies of the fresh model; after loading weights
+    without the optimizer state they must be refreshed, or the first step writes the fresh
+    initialization back (Megatron-LM calls reload_model_params for the same reason)."""
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from megatron_prealign.training import checkpointing, loop
+
+    calls = []
+    optimizer = SimpleNamespace(reload_model_params=lambda: calls.append("reload"))
+    loaded = SimpleNamespace(path="ckpt/iter_0000005", iteration=5, consumed_samples=40)
+    monkeypatch.setattr(checkpointing, "has_checkpoint", lambda root: True)
+    monkeypatch.setattr(checkpointing, "load_checkpoint",
+                        lambda *a, load_optimizer, **k: calls.append(("load", load_optimizer)) or loaded)
+    monkeypatch.setattr(loop.torch.distributed, "get_rank", lambda: 0)
+
+    def restore(**flags):
+        calls.clear()
+        args = Namespace(load="ckpt", finetune=False, no_load_optim=False, no_load_rng=False,
+                         pretrained_checkpoint=None, pretrained_reinit=[])
+        vars(args).update(flags)
+        loop.restore(loop.TrainingState(args=args, tokenizer=None, model=[], optimizer=optimizer,
+                                        scheduler=None))
+        return list(calls)
+
+    assert restore() == [("load", True)]  # a resume restores the main params with the optimizer
+    assert restore(no_load_optim=True) == [("load", False), "reload"]
+    assert restore(finetune=True) == [("load", False), "reload"]
+    assert restore(load=None, pretrained_checkpoint="stage1") == [("load", False), "reload"]

@@ -65,7 +65,7 @@ def test_two_ranks_match_one(tmp_path, language, single, layout):
 def test_stage1_checkpoint_starts_stage2_at_other_layout(tmp_path, language):
     """Stage 1 saved at TP=2 initializes stage 2 at TP=1/PP=2 exactly as it does at TP=1/PP=1."""
     ckpt = tmp_path / "stage1"
-    stage1(tmp_path, language, "s1", ["--micro-batch-size", "8", "--train-iters", "3",
+    stage1(tmp_path, language, "s1", ["--micro-batch-size", "8", "--train-iters", "3", "--lr", "3e-2",
                                       "--tensor-model-parallel-size", "2", "--save", ckpt], nproc=2)
     model, _ = language
     vocab = str(2 * 200)  # mock stage-2 data with the stage-1 (English-Clone) vocabulary size
@@ -82,6 +82,15 @@ def test_stage1_checkpoint_starts_stage2_at_other_layout(tmp_path, language):
     scratch = stage2("scratch", [], 1)
     assert all(close(a, b) for a, b in zip(pp2, pp1)), (pp2, pp1)
     assert abs(pp1[0] - scratch[0]) > 1e-3  # the stage-1 weights were really loaded
+    # --pretrained-reinit keeps the named parameters fresh: naming all of them is a fresh start
+    # (at PP=2, where each stage holds only some of the names), naming the head is neither.
+    everything = stage2("reinit_all", ["--pretrained-checkpoint", ckpt, "--pretrained-reinit",
+                                       "embedding,decoder,output_layer",
+                                       "--pipeline-model-parallel-size", "2"], 2)
+    assert all(close(a, b) for a, b in zip(everything, scratch)), (everything, scratch)
+    head = stage2("reinit_head", ["--pretrained-checkpoint", ckpt, "--pretrained-reinit",
+                                  "output_layer,final_layernorm"], 1)
+    assert abs(head[0] - pp1[0]) > 1e-3 and abs(head[0] - scratch[0]) > 1e-3
 
 
 def test_dictionary_that_does_not_fit_the_tokenizer_is_a_clear_error(tmp_path, language):
