@@ -90,14 +90,17 @@ def stage2(preset, arm: str, seed: int, data: DataSteps, label: str = "") -> Ste
     inputs = {"tokenizer": data.tokenizer, "shards": data.shards, "dictionaries": data.dictionaries}
     if spec["codeswitch"]:
         inputs["codeswitch"] = data.codeswitch
-    if spec["init"]:
+    params = dict(model=model_params(preset), arm=arm, seed=seed, iters=preset.train_iters,
+                  mbs=preset.micro_batch_size, gbs=preset.global_batch_size, lr=preset.lr,
+                  min_lr=preset.min_lr_ratio, warmup=preset.warmup_iters, wd=preset.weight_decay,
+                  clip=preset.clip_grad, clone_share=preset.clone_share,
+                  eval=(preset.eval_interval, preset.eval_iters))
+    if spec["init"]:  # settings an arm does not use stay out of its key, so arms can share runs
         inputs["stage1"] = stage1(preset, seed, data, label)
+        if preset.stage2_reinit:
+            params["reinit"] = preset.stage2_reinit
     return Step("stage2", f"{label}arm {arm} | seed {seed} | lr {preset.lr:g} | stage 2 (pretraining)",
-                dict(model=model_params(preset), arm=arm, seed=seed, iters=preset.train_iters,
-                     mbs=preset.micro_batch_size, gbs=preset.global_batch_size, lr=preset.lr,
-                     min_lr=preset.min_lr_ratio, warmup=preset.warmup_iters, wd=preset.weight_decay,
-                     clip=preset.clip_grad, clone_share=preset.clone_share,
-                     eval=(preset.eval_interval, preset.eval_iters)),
+                params,
                 lambda out, inp: training_steps.stage2_step(preset, arm, seed, out, inp),
                 inputs, cost=preset.train_iters * preset.global_batch_size * preset.seq_length / 5000,
                 resumable=True)

@@ -74,6 +74,9 @@ class Preset:
     alignment_levels: str = "all"
     alignment_alpha: float = 0.1
     alignment_lm_weight: float = 1.0
+    stage2_reinit: str = ""
+    """Parameters (name substrings) that stage 2 keeps at their fresh initialization instead of the
+    stage-1 values (``--pretrained-reinit``), e.g. ``output_layer,final_layernorm``."""
     # Evaluation.
     transfer_train_per_class: int = 200
     transfer_test_per_class: int = 100

@@ -86,6 +86,9 @@ def _cpu_variants(base: Preset) -> Tuple[Variant, ...]:
                 {"alignment_levels": f"embedding,layer1-{top // 2}"}),
         Variant("paper_weights", "alpha 1.0 / LM 0.05 (one reading of the paper)",
                 {"alignment_alpha": 1.0, "alignment_lm_weight": 0.05}),
+        Variant("reinit_head", "stage 2 keeps the stage-1 embeddings and layers but a fresh output "
+                "layer and final norm (stage 1 leaves a confident word-level head behind)",
+                {"stage2_reinit": "output_layer,final_layernorm"}),
         Variant("cs_0.2", "code-switching ratio 0.2", {"codeswitch_ratio": 0.2}),
         Variant("stage1_x3", "stage 1 three times longer (360 steps)",
                 {"stage1_iters": 3 * base.stage1_iters}),

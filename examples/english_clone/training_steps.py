@@ -115,6 +115,8 @@ def stage2_step(preset, arm: str, seed: int, out: Path, inputs) -> dict:
     ]
     if spec["init"]:
         cmd += ["--pretrained-checkpoint", inputs["stage1"] / "checkpoints"]
+        if preset.stage2_reinit:
+            cmd += ["--pretrained-reinit", preset.stage2_reinit]
     if (out / "log.jsonl").exists() and not (ckpt / "latest_checkpointed_iteration.txt").exists():
         (out / "log.jsonl").unlink()
     run_logged(cmd, out / "train.log", env=_env(preset.nproc), progress_label=f"{arm} seed {seed}")

@@ -19,6 +19,7 @@ GRID = sweep.Grid(
     "toy", PRESETS["tiny"].replace(train_iters=10),
     (sweep.Variant("base", "the defaults"),
      sweep.Variant("cs_0.2", "more switching", {"codeswitch_ratio": 0.2}),
+     sweep.Variant("fresh_head", "fresh output layer", {"stage2_reinit": "output_layer"}),
      sweep.Variant("longer", "more tokens", {"train_iters": 50}, lr_from="base")),
     lrs=(1e-3, 2e-3, 4e-3))
 
@@ -31,7 +32,7 @@ class StandIns:
     """Records every training and evaluation call; can fail the n-th stage-2 call."""
 
     def __init__(self, monkeypatch, fail_at=None):
-        self.stage1_calls, self.stage2_calls, self.evaluate_calls = [], [], []
+        self.stage1_calls, self.stage2_calls, self.evaluate_calls, self.reinit = [], [], [], []
         self.fail_at = fail_at
         for name in ("corpus_step", "tokenizer_step", "shards_step", "dictionaries_step",
                      "codeswitch_step", "transfer_step"):
@@ -46,6 +47,7 @@ class StandIns:
 
     def stage2(self, preset, arm, seed, out, inputs):
         self.stage2_calls.append((arm, seed, preset.lr, preset.train_iters, preset.codeswitch_ratio))
+        self.reinit.append(preset.stage2_reinit if arm == "prealign" else None)
         if self.fail_at is not None and len(self.stage2_calls) == self.fail_at:
             (out / "log.jsonl").write_text('{"event": "train", "iteration": 5, "lm_loss": 9.0}\n')
             raise Interrupt()
@@ -78,19 +80,22 @@ def test_each_arm_gets_its_own_lr_and_every_seed_uses_it(tmp_path, monkeypatch):
     base = report["variants"]["base"]
     assert {arm: base["lr"][arm]["chosen"] for arm in BEST_LR} == BEST_LR
     assert set(base["lr"]["joint"]["candidates"]) == {"0.001", "0.002", "0.004"}
-    for variant in ("base", "cs_0.2", "longer"):
+    for variant in ("base", "cs_0.2", "fresh_head", "longer"):
         for arm, lr in BEST_LR.items():  # the evaluated runs of every seed are at the chosen lr
             assert report["variants"][variant]["arms"][arm]["lr_seen"] == [lr, lr]
     assert report["variants"]["longer"]["lr"]["joint"] == {"chosen": 4e-3, "from": "base"}
 
     # Grid on seed 1 only (3 lrs x 2 arms), seed 2 at the chosen lr; the seed-1 grid run at the
     # chosen lr is reused, not rerun. cs_0.2 changes only PreAlign's data, so its joint runs are
-    # base's (same step keys) and only PreAlign trains again. longer: no grid, 2 arms x 2 seeds.
-    per_variant = {"base": 3 * 2 + 2, "cs_0.2": 3 + 1, "longer": 4}
+    # base's (same step keys) and only PreAlign trains again; the same for fresh_head. longer: no
+    # grid, 2 arms x 2 seeds.
+    per_variant = {"base": 3 * 2 + 2, "cs_0.2": 3 + 1, "fresh_head": 3 + 1, "longer": 4}
     assert len(calls.stage2_calls) == sum(per_variant.values())
     assert sorted(c for c in calls.stage2_calls if c[3] == 50) == sorted(
         (arm, seed, lr, 50, 0.05) for arm, lr in BEST_LR.items() for seed in (1, 2))
-    # One stage 1 per (stage-1 settings, seed): shared by the lr candidates; cs_0.2 reuses base's.
+    assert calls.reinit.count("output_layer") == 4 and calls.reinit.count("") == 3 + 1 + 3 + 1 + 2
+    # One stage 1 per (stage-1 settings, seed): shared by the lr candidates and by the variants
+    # that change only stage 2.
     assert sorted(calls.stage1_calls) == [(0.05, 1), (0.05, 2)]
 
 
@@ -119,8 +124,8 @@ def test_an_interrupted_sweep_resumes_to_the_same_report(tmp_path, monkeypatch):
     calls = StandIns(monkeypatch)
     assert run_sweep(tmp_path, "resumed") == straight
     # Only the unfinished work ran again: cs_0.2's PreAlign grid (the interrupted run included) and
-    # its seed 2, and the longer variant.
-    assert len(calls.stage2_calls) == 4 + 4
+    # its seed 2, then fresh_head's and the longer variant's runs.
+    assert len(calls.stage2_calls) == 4 + 4 + 4
 
 
 def test_lr_from_needs_its_source_variant(tmp_path):
