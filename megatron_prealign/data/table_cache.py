@@ -30,6 +30,7 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 
 from megatron_prealign.data.codeswitch import CodeSwitchTable
+from megatron_prealign.data.tokenizer import sha256_file
 
 CACHE_VERSION = 1
 """Bump when the compiled layout or the word rules change."""
@@ -41,19 +42,11 @@ def default_cache_dir() -> str:
     return os.path.join(root, "codeswitch")
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cache_key(dictionary_path: str, dictionary_format: str, tokenizer, **word_rules) -> str:
     """The hex key of a compiled table (see the module docstring for what it covers)."""
     ident = {
         "version": CACHE_VERSION,
-        "dictionary_sha256": file_sha256(dictionary_path),
+        "dictionary_sha256": sha256_file(dictionary_path),
         "dictionary_format": dictionary_format,
         "tokenizer": tokenizer.fingerprint(),
         "word_rules": word_rules,

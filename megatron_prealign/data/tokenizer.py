@@ -444,7 +444,7 @@ class TextTokenizer:
             )
 
 
-def _sha256_file(path: str) -> str:
+def sha256_file(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -505,7 +505,7 @@ class SentencePieceTextTokenizer(TextTokenizer):
 
     def _model_digest(self) -> str:
         if self._digest is None:
-            self._digest = _sha256_file(self.tokenizer_model)
+            self._digest = sha256_file(self.tokenizer_model)
         return self._digest
 
     def __getstate__(self):
