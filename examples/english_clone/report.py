@@ -95,6 +95,12 @@ def _plot_curves(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for ax, language in zip(axes, ("clone", "en")):
         key = f"lm_loss_{language}_valid"
+        later = [v for per_seed in results["curves"].values() for c in per_seed.values()
+                 for it, v in zip(c["iteration"], c.get(key, [])) if it > 0 and v is not None]
+        if later:  # the iteration-0 losses (9-12 nats) would flatten every difference that matters
+            ax.set_ylim(min(later) - 0.1, max(later) + 0.15)
+            ax.text(0.98, 0.97, "iteration 0 above the axis", transform=ax.transAxes, ha="right",
+                    va="top", fontsize=8, color="grey")
         for arm, per_seed in results["curves"].items():
             runs = [c for c in per_seed.values() if key in c]
             if not runs:
