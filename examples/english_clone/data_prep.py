@@ -21,13 +21,13 @@ transfer      Brown-corpus genre paragraphs for zero-shot transfer, split by doc
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import random
 import re
 import sys
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List
 
@@ -43,7 +43,7 @@ SPLITS = ("train", "valid", "heldout")
 
 sys.path.insert(0, str(REPO))
 from examples.english_clone.facts import GROUPS, make_facts, insert_facts  # noqa: E402
-from examples.english_clone.pipeline import run_logged  # noqa: E402
+from examples.english_clone.pipeline import StepFailed  # noqa: E402
 
 
 def read_jsonl(path: Path, key: str = "text") -> List[dict]:
@@ -137,25 +137,33 @@ def tokenizer_step(preset, out: Path, inputs) -> dict:
     return {"vocab_size": preset.vocab_size}
 
 
-def preprocess(inputs_jsonl: Path, prefix: Path, spm_model: Path, log: Path, *extra: str,
-               workers: int = 2) -> None:
-    run_logged([sys.executable, REPO / "tools" / "preprocess_data.py", "--input", inputs_jsonl,
-                "--json-keys", "text", "--tokenizer-type", "SentencePieceTokenizer",
-                "--tokenizer-model", spm_model, "--append-eod", "--output-prefix", prefix,
-                "--workers", str(workers), "--progress", "none", *extra], log, show_progress=False)
+def preprocess(inputs_jsonl: Path, prefix: Path, spm_model: Path, log: Path, *extra: str) -> None:
+    """``tools/preprocess_data.py`` with these flags, run in this process (its output goes to ``log``).
+
+    In-process because the experiment preprocesses several small files: a fresh interpreter per
+    file would spend most of its time importing Megatron-Core.
+    """
+    from tools.preprocess_data import main as preprocess_main
+
+    argv = ["--input", inputs_jsonl, "--json-keys", "text", "--tokenizer-type", "SentencePieceTokenizer",
+            "--tokenizer-model", spm_model, "--append-eod", "--output-prefix", prefix, "--workers", "2",
+            "--progress", "none", *extra]
+    argv = [str(a) for a in argv]
+    with open(log, "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        print("$ tools/preprocess_data.py " + " ".join(argv), flush=True)
+        code = preprocess_main(argv)
+    if code != 0:
+        tail = "".join(open(log).readlines()[-20:])
+        raise StepFailed(f"tools/preprocess_data.py {' '.join(argv[:2])} ... exited {code}; "
+                         f"log {log}:\n{tail}")
 
 
 def shards_step(preset, out: Path, inputs) -> dict:
     corpus, spm_model = inputs["corpus"], inputs["tokenizer"] / "spm.model"
     names = [f"{language}_{split}" for split in SPLITS for language in ("en", "clone")]
-
-    def one(name: str) -> None:
-        preprocess(corpus / f"{name}.jsonl", out / name, spm_model, out / f"preprocess_{name}.log",
-                   *(["--write-clone"] if name.startswith("clone") else []), workers=1)
-
-    # Two jobs at a time with one worker each: most of a small job is process start-up.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(one, names))
+    for name in names:
+        preprocess(corpus / f"{name}.jsonl", out / name, spm_model, out / "preprocess.log",
+                   *(["--write-clone"] if name.startswith("clone") else []))
     return {"prefixes": {name: f"{name}_text_document" for name in names}}
 
 
