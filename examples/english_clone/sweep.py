@@ -30,6 +30,7 @@ rewritten:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -41,7 +42,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from examples.english_clone import dag, data_prep  # noqa: E402
+from examples.english_clone import dag, data_prep, training_steps  # noqa: E402
 from examples.english_clone.pipeline import Pipeline  # noqa: E402
 from examples.english_clone.presets import PRESETS, Preset  # noqa: E402
 from examples.english_clone.report import read_log  # noqa: E402
@@ -79,16 +80,16 @@ def _cpu_variants(base: Preset) -> Tuple[Variant, ...]:
     return (
         Variant("authors_code", "the experiment's defaults: untied, all levels incl. output "
                 "embedding, alpha 0.1 / LM 1.0 (the authors' code), p 0.05, stage 1 120 steps"),
+        Variant("reinit_head", "stage 2 keeps the stage-1 embeddings and layers but a fresh output "
+                "layer and final norm (stage 1 leaves a confident word-level head behind)",
+                {"stage2_reinit": "output_layer,final_layernorm"}),
         Variant("tied", "tied input/output embedding", {"untie_embeddings": False}),
+        Variant("paper_weights", "alpha 1.0 / LM 0.05 (one reading of the paper)",
+                {"alignment_alpha": 1.0, "alignment_lm_weight": 0.05}),
         Variant("levels_no_top", f"stage 1 aligns embedding + layer1-{top - 1} (not the last layer, "
                 "final norm or output embedding)", {"alignment_levels": f"embedding,layer1-{top - 1}"}),
         Variant("levels_lower", f"stage 1 aligns embedding + layer1-{top // 2} only",
                 {"alignment_levels": f"embedding,layer1-{top // 2}"}),
-        Variant("paper_weights", "alpha 1.0 / LM 0.05 (one reading of the paper)",
-                {"alignment_alpha": 1.0, "alignment_lm_weight": 0.05}),
-        Variant("reinit_head", "stage 2 keeps the stage-1 embeddings and layers but a fresh output "
-                "layer and final norm (stage 1 leaves a confident word-level head behind)",
-                {"stage2_reinit": "output_layer,final_layernorm"}),
         Variant("cs_0.2", "code-switching ratio 0.2", {"codeswitch_ratio": 0.2}),
         Variant("stage1_x3", "stage 1 three times longer (360 steps)",
                 {"stage1_iters": 3 * base.stage1_iters}),
@@ -307,6 +308,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="1,2", help="Comma list of integer seeds (first: lr grid).")
     parser.add_argument("--output-dir", required=True, type=Path)
     parser.add_argument("--variants", default=None, help="Comma list of the grid's variants to run.")
+    parser.add_argument("--arms", default=None,
+                        help="Comma list of arms (default joint,prealign; both are needed for the gap).")
     parser.add_argument("--corpus", type=Path, default=None, help="JSONL corpus; default: built-in.")
     args = parser.parse_args(argv)
     try:
@@ -317,8 +320,16 @@ def main(argv=None) -> int:
     if not corpus.is_file():
         parser.error(f"--corpus {corpus}: no such file")
     variants = [v for v in args.variants.split(",") if v.strip()] if args.variants else None
+    grid = GRIDS[args.grid]
+    if args.arms:
+        arms = tuple(a for a in args.arms.split(",") if a.strip())
+        unknown = sorted(set(arms) - set(training_steps.ARMS))
+        if unknown or not {"joint", "prealign"} <= set(arms):
+            parser.error(f"--arms {args.arms}: choose from {sorted(training_steps.ARMS)}, "
+                         "including joint and prealign")
+        grid = dataclasses.replace(grid, arms=arms)
     try:
-        sweep = Sweep(GRIDS[args.grid], seeds, args.output_dir, corpus, variants)
+        sweep = Sweep(grid, seeds, args.output_dir, corpus, variants)
     except ValueError as err:
         parser.error(str(err))
     sweep.run()

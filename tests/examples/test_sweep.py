@@ -172,3 +172,13 @@ def test_checkpoint_evaluations_give_metrics_against_tokens(tmp_path, monkeypatc
     assert image.shape[1] > 800 and image.std() > 0.01
     with pytest.raises(ValueError, match="multiple of eval_interval"):
         preset.replace(checkpoint_evals=7)
+
+
+def test_cli_rejects_arms_without_the_gap(tmp_path, capsys):
+    for arms in ("joint", "joint,prealign,nope"):
+        with pytest.raises(SystemExit):
+            sweep.main(["--output-dir", str(tmp_path), "--arms", arms])
+        assert "including joint and prealign" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sweep.main(["--output-dir", str(tmp_path), "--variants", "nope"])
+    assert "unknown variant" in capsys.readouterr().err
