@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 DONE = "done.json"
+BIG_STEP_COST = 60.0
+"""Steps estimated at this many seconds or more set the speed of the time-left estimate."""
 ITERATION_LINE = re.compile(r"iteration\s+(\d+)/\s*(\d+)")
 
 
@@ -81,19 +83,24 @@ class Pipeline:
     def run(self, targets: Sequence[Step]) -> None:
         order = self._topological(targets)
         todo = [s for s in order if not self.is_done(s)]
-        total_cost = sum(s.cost for s in todo) or 1.0
-        done_cost, started = 0.0, time.time()
+        started = time.time()
         skipped = len(order) - len(todo)
         if skipped and not self.quiet:
             print(f"{skipped} of {len(order)} steps already done in {self.root} (skipped)", flush=True)
+        # Cost estimates are rescaled by how fast the finished *training-sized* steps went: the
+        # quick data steps say little about the machine's speed for the long ones.
+        big_cost = big_seconds = 0.0
         for index, step in enumerate(todo, start=1):
             elapsed = time.time() - started
-            speed = elapsed / done_cost if done_cost else 1.0
-            left = (total_cost - done_cost) * speed
+            speed = big_seconds / big_cost if big_cost else 1.0
+            left = sum(s.cost for s in todo[index - 1:]) * speed
             self._say(f"[{index}/{len(todo)}] {step.label} | elapsed {_format_seconds(elapsed)} | "
                       f"left ~{_format_seconds(left)}")
+            step_start = time.time()
             self._run_one(step)
-            done_cost += step.cost
+            if step.cost >= BIG_STEP_COST:
+                big_cost += step.cost
+                big_seconds += time.time() - step_start
         self._say(f"all {len(order)} steps done in {_format_seconds(time.time() - started)}")
 
     def _say(self, message: str) -> None:
