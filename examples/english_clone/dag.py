@@ -12,21 +12,17 @@ data, learning-rate candidates sharing a stage 1) find it done and reuse it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from examples.english_clone import data_prep, evaluate_step, training_steps
 from examples.english_clone.pipeline import Step
+from megatron_prealign.data.tokenizer import sha256_file
 
 
 def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return sha256_file(str(path))[:16]
 
 
 @dataclass

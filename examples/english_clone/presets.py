@@ -104,8 +104,8 @@ class Preset:
 
 PRESETS = {
     "tiny": Preset(
-        name="tiny", max_paragraphs=12000, heldout_paragraphs=200, valid_paragraphs=100, vocab_size=2000, dev_words=300,
-        subjects_per_group=10, fact_repetitions_en=60, fact_repetitions_clone=30,
+        name="tiny", max_paragraphs=12000, heldout_paragraphs=200, valid_paragraphs=100,
+        vocab_size=2000, dev_words=300, subjects_per_group=10, fact_repetitions_en=60, fact_repetitions_clone=30,
         num_layers=2, hidden_size=96, ffn_hidden_size=256, num_attention_heads=4, seq_length=128,
         train_iters=300, warmup_iters=20, eval_interval=100, eval_iters=10,
         stage1_iters=80, stage1_entries=128, transfer_train_per_class=100, transfer_test_per_class=50,

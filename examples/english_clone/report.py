@@ -56,7 +56,7 @@ def curves_from_log(records: List[dict]) -> dict:
     return curves
 
 
-def _mean_std(values: List[float]):
+def mean_std(values: List[float]):
     values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not values:
         return float("nan"), float("nan")
@@ -79,7 +79,7 @@ def markdown(results: dict) -> str:
     for metric in metrics:
         cells = []
         for arm in arms:
-            mean, std = _mean_std(results["arms"][arm].get(metric, []))
+            mean, std = mean_std(results["arms"][arm].get(metric, []))
             cells.append(f"{_fmt(mean)} +- {_fmt(std)}")
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
     lines += ["", "Per seed:", "", "| metric | arm | " + " | ".join(f"seed {s}" for s in seeds) + " |",
@@ -168,7 +168,7 @@ def _plot_bars(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 4), constrained_layout=True)
     width = 0.8 / max(len(arms), 1)
     for i, arm in enumerate(arms):
-        stats = [_mean_std(results["arms"][arm].get(m, [])) for m in metrics]
+        stats = [mean_std(results["arms"][arm].get(m, [])) for m in metrics]
         xs = [j + (i - (len(arms) - 1) / 2) * width for j in range(len(metrics))]
         ax.bar(xs, [s[0] for s in stats], width, yerr=[s[1] for s in stats], capsize=3, label=arm,
                color=ARM_COLOURS.get(arm))

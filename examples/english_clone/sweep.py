@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 from examples.english_clone import dag, data_prep, training_steps  # noqa: E402
 from examples.english_clone.pipeline import Pipeline  # noqa: E402
 from examples.english_clone.presets import PRESETS, Preset  # noqa: E402
-from examples.english_clone.report import read_log  # noqa: E402
+from examples.english_clone.report import mean_std, read_log  # noqa: E402
 
 GAP_METRICS = ["clone_ppl", "english_ppl", "knowledge_en_only", "knowledge_both",
                "knowledge_en_only_in_english", "transfer_english", "transfer_clone",
@@ -117,13 +117,6 @@ def selection_loss(log_path: Path) -> float:
     return float("inf") if any(not math.isfinite(v) for v in losses) else statistics.fmean(losses)
 
 
-def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
-    values = [v for v in values if v is not None]
-    if not values:
-        return float("nan"), float("nan")
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def gaps(arms: Dict[str, Dict[str, List[float]]]) -> Dict[str, dict]:
     """PreAlign - joint per metric: per seed (paired by seed), mean and std over seeds."""
     out = {}
@@ -132,7 +125,7 @@ def gaps(arms: Dict[str, Dict[str, List[float]]]) -> Dict[str, dict]:
         if not joint or not prealign:
             continue
         per_seed = [None if a is None or b is None else b - a for a, b in zip(joint, prealign)]
-        mean, std = _mean_std(per_seed)
+        mean, std = mean_std(per_seed)
         out[metric] = {"per_seed": per_seed, "mean": mean, "std": std}
     return out
 
@@ -231,7 +224,7 @@ def _fmt(value, sign: bool = True) -> str:
 
 
 def _mean_pm_std(values: Sequence[float], sign: bool) -> str:
-    mean, std = _mean_std(values)
+    mean, std = mean_std(values)
     return f"{_fmt(mean, sign)} +- {_fmt(std, False)}"
 
 

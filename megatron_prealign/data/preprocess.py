@@ -690,17 +690,17 @@ def load_codeswitch_table(config: PreprocessConfig, tokenizer: TextTokenizer):
     from megatron_prealign.data import table_cache
     from megatron_prealign.data.dictionary import load_dictionary
 
+    word_rules = dict(max_tokens=30, max_unknown_share=0.2)  # part of the cache key
+
     def compile_table():
         dictionary = load_dictionary(config.dictionary, config.dictionary_format)
-        table, report = cs.CodeSwitchTable.from_dictionary(dictionary, tokenizer)
+        table, report = cs.CodeSwitchTable.from_dictionary(dictionary, tokenizer, **word_rules)
         report.update(format=dictionary.format, dropped_concepts_while_loading=dictionary.dropped)
         return table, report
 
-    if not os.path.isfile(config.dictionary):
-        compile_table()  # raises the loader's clear error for a missing or unreadable file
     table, report, cache = table_cache.load_or_compile(
         config.dictionary, config.dictionary_format, tokenizer, compile_table,
-        None if config.no_dictionary_cache else config.dictionary_cache_dir)
+        None if config.no_dictionary_cache else config.dictionary_cache_dir, **word_rules)
     table.check_vocab(tokenizer.vocab_size, config.dictionary)
     report = dict(report, path=config.dictionary, compiled_cache=cache)
     if len(table) == 0:

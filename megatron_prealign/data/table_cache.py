@@ -93,11 +93,15 @@ def load_or_compile(
     Returns:
         (table, report, cache_info): ``cache_info`` says ``hit``/``miss``/``off`` and the entry's path.
     """
-    if cache_dir is None:
+    try:
+        key = None if cache_dir is None else cache_key(dictionary_path, dictionary_format, tokenizer,
+                                                       **word_rules)
+    except OSError:  # a missing or unreadable dictionary: compiling reports it with the file named
+        key = None
+    if key is None:
         table, report = compile_fn()
         return table, report, {"status": "off"}
-    path = os.path.join(cache_dir, cache_key(dictionary_path, dictionary_format, tokenizer,
-                                             **word_rules) + ".npz")
+    path = os.path.join(cache_dir, key + ".npz")
     if os.path.exists(path):
         try:
             table, report = _load(path)

@@ -159,8 +159,8 @@ def _fresh_parameters(model, patterns) -> list:
     torch.distributed.all_reduce(matched)  # with PP a name may live on another stage only
     if matched.item() == 0:
         names = [n for chunk in model for n, _ in unwrap(chunk).named_parameters()]
-        raise CheckpointError(f"--pretrained-reinit {','.join(patterns)} matches no parameter; names "
-                        f"look like {', '.join(names[:3])}, ..., {names[-1]}")
+        raise CheckpointError(f"--pretrained-reinit {','.join(patterns)} matches no parameter; "
+                              f"names look like {', '.join(names[:3])}, ..., {names[-1]}")
     return chosen
 
 

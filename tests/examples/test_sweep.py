@@ -63,7 +63,7 @@ class StandIns:
         metrics = {"clone_ppl": 100.0 - 3 * bonus * preset.codeswitch_ratio * 20 + seed,
                    "english_ppl": 80.0 + 2 * bonus + seed, "knowledge_en_only": 0.1 + 0.05 * bonus * seed,
                    "transfer_clone": 0.25, "align_p1_middle_layer_heldout": 0.01 + 0.2 * bonus,
-                   "lr_seen": preset.lr}
+                   "lr_seen": preset.lr, "iteration_seen": -1 if iteration is None else iteration}
         (out / "metrics.json").write_text(json.dumps(metrics))
         return {}
 
@@ -167,7 +167,10 @@ def test_checkpoint_evaluations_give_metrics_against_tokens(tmp_path, monkeypatc
     results = json.loads((tmp_path / "results.json").read_text())
     tokens = preset.global_batch_size * preset.seq_length
     assert sorted(results["checkpoints"]["prealign"]["1"], key=int) == [str(k * tokens) for k in (10, 20, 30)]
-    assert results["arms"]["prealign"]["english_ppl"] == [83.0]  # the final evaluation only
+    by_tokens = results["checkpoints"]["prealign"]["1"]
+    assert [by_tokens[str(k * tokens)]["iteration_seen"] for k in (10, 20)] == [10, 20]
+    assert by_tokens[str(30 * tokens)]["iteration_seen"] == -1  # the final checkpoint, evaluated last
+    assert results["arms"]["prealign"]["iteration_seen"] == [-1]  # per-arm metrics: final only
     image = matplotlib.image.imread(tmp_path / "plots" / "metrics_vs_tokens.png")
     assert image.shape[1] > 800 and image.std() > 0.01
     with pytest.raises(ValueError, match="multiple of eval_interval"):

@@ -446,3 +446,12 @@ def test_compiled_table_round_trips_and_rejects_damaged_arrays(clone_dictionary,
     assert all(again.lookup(k) == table.lookup(k) for k in table.keys[:50])
     with pytest.raises(ValueError, match="inconsistent"):
         CodeSwitchTable.from_state_arrays(arrays[:6] + [arrays[6][:-1], arrays[7]])
+
+
+def test_missing_dictionary_is_a_clear_error_and_publishes_nothing(tmp_path, capsys):
+    missing = str(tmp_path / "nope.pairs")
+    code, prefix, stats = run(tmp_path, "--input", CORPUS, "--dictionary", missing,
+                              "--codeswitch-ratio", "0.1", "--dictionary-cache-dir", str(tmp_path / "c"))
+    assert code == 1 and stats is None and not os.path.exists(prefix + "_text_document.idx")
+    err = capsys.readouterr().err
+    assert missing in err and "Traceback" not in err
