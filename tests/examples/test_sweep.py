@@ -185,3 +185,20 @@ def test_cli_rejects_arms_without_the_gap(tmp_path, capsys):
     with pytest.raises(SystemExit):
         sweep.main(["--output-dir", str(tmp_path), "--variants", "nope"])
     assert "unknown variant" in capsys.readouterr().err
+
+
+def test_cpu_grid_runs_the_lr_grid_once_unless_asked_for_every_variant(tmp_path, monkeypatch, capsys):
+    calls = StandIns(monkeypatch)
+    common = ["--grid", "cpu", "--seeds", "1", "--variants", "authors_code,tied"]
+    assert sweep.main(common + ["--output-dir", str(tmp_path / "shared")]) == 0
+    lrs = sweep.GRIDS["cpu"].lrs
+    assert len(calls.stage2_calls) == 2 * len(lrs) + 2  # the grid in authors_code, tied reuses it
+    report = json.loads((tmp_path / "shared" / "sweep.json").read_text())
+    assert report["variants"]["tied"]["lr"]["joint"] == {
+        "chosen": report["variants"]["authors_code"]["lr"]["joint"]["chosen"], "from": "authors_code"}
+    calls.stage2_calls.clear()
+    assert sweep.main(common + ["--output-dir", str(tmp_path / "every"), "--lr-grid-every-variant"]) == 0
+    assert len(calls.stage2_calls) == 2 * 2 * len(lrs)
+    assert "candidates" in json.loads((tmp_path / "every" / "sweep.json").read_text()
+                                      )["variants"]["tied"]["lr"]["prealign"]
+    capsys.readouterr()

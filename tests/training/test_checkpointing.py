@@ -177,3 +177,38 @@ def test_weights_only_loads_refresh_the_optimizers_main_params(monkeypatch):
     assert restore(no_load_optim=True) == [("load", False), "reload"]
     assert restore(finetune=True) == [("load", False), "reload"]
     assert restore(load=None, pretrained_checkpoint="stage1") == [("load", False), "reload"]
+
+
+def test_pretrained_reinit_keeps_named_parameters_and_rejects_names_that_match_nothing(monkeypatch):
+    """--pretrained-reinit snapshots the fresh values of the parameters it names; a name that
+    matches no parameter on any pipeline stage is a typo and stops the run before training."""
+    import torch
+
+    from megatron_prealign.training import loop
+    from megatron_prealign.training.checkpointing import CheckpointError
+
+    class Chunk(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(8, 4)
+            self.output_layer = torch.nn.Linear(4, 8, bias=False)
+            self.final_layernorm = torch.nn.LayerNorm(4)
+
+    class Wrapper(torch.nn.Module):  # DDP-style .module wrapper
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    monkeypatch.setattr(loop.torch.distributed, "all_reduce", lambda tensor: None)  # one stage
+    model = [Wrapper(Chunk())]
+    chosen = loop._fresh_parameters(model, ["output_layer", "final_layernorm"])
+    assert len(chosen) == 3  # output weight, norm weight and bias; not the embedding
+    fresh = model[0].module.output_layer.weight.detach().clone()
+    with torch.no_grad():
+        model[0].module.output_layer.weight.add_(1.0)  # what loading a checkpoint does
+    kept = [value for param, value in chosen if param is model[0].module.output_layer.weight]
+    assert torch.equal(kept[0], fresh)  # a copy, untouched by the load
+    assert loop._fresh_parameters(model, []) == []
+    with pytest.raises(CheckpointError, match="outptu_layer matches no parameter; names look like "
+                                              "embedding.weight"):
+        loop._fresh_parameters(model, ["outptu_layer"])
