@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from examples.english_clone import dag, data_prep, training_steps  # noqa: E402
 from examples.english_clone.pipeline import Pipeline  # noqa: E402
-from examples.english_clone.presets import PRESETS, Preset  # noqa: E402
+from examples.english_clone.presets import AUTHORS_CODE, PRESETS, Preset  # noqa: E402
 from examples.english_clone.report import mean_std, read_log  # noqa: E402
 
 GAP_METRICS = ["clone_ppl", "english_ppl", "knowledge_en_only", "knowledge_both",
@@ -103,8 +103,9 @@ def _cpu_variants(base: Preset) -> Tuple[Variant, ...]:
     )
 
 
+_CPU_BASE = PRESETS["cpu"].replace(**AUTHORS_CODE)
 GRIDS: Dict[str, Grid] = {
-    "cpu": Grid("cpu", PRESETS["cpu"], _cpu_variants(PRESETS["cpu"]), lrs=(1.5e-3, 3e-3, 6e-3)),
+    "cpu": Grid("cpu", _CPU_BASE, _cpu_variants(_CPU_BASE), lrs=(1.5e-3, 3e-3, 6e-3)),
 }
 
 
