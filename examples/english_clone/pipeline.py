@@ -170,11 +170,11 @@ def run_logged(cmd: Sequence[str], log_path: Path, *, env: Optional[dict] = None
             match = ITERATION_LINE.search(line)
             if match and show_progress:
                 current, total = int(match.group(1)), int(match.group(2))
-                if bar is None:
-                    bar = tqdm(total=total, desc=progress_label, unit="it", leave=False,
-                               file=sys.stderr, dynamic_ncols=True)
-                bar.n = current
-                bar.refresh()
+                if bar is None:  # the first report (or a resume) is the start: rates count from it
+                    bar = tqdm(total=total, initial=current, desc=progress_label, unit="it",
+                               leave=False, file=sys.stderr, dynamic_ncols=True)
+                else:
+                    bar.update(current - bar.n)
         proc.wait()
     if bar is not None:
         bar.close()

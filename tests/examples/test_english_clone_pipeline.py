@@ -120,3 +120,22 @@ def test_interrupted_run_resumes_to_the_same_results(complete_run, tmp_path):
     again = json.loads((out / "results.json").read_text())
     first = json.loads((complete_run / "results.json").read_text())
     assert again == first
+
+
+def test_run_logged_tees_output_and_counts_rates_from_the_first_report(tmp_path, capsys):
+    """A resumed run first reports iteration 400 of 500: the bar starts there (a rate counted from
+    0 would claim hundreds of iterations in no time), and a failure raises with the log's tail."""
+    from examples.english_clone.pipeline import StepFailed, run_logged
+
+    script = ("import time\nfor i in (400, 420, 440):\n"
+              "    print(f' iteration {i:>5}/  500 | loss 1.0', flush=True); time.sleep(0.3)\n")
+    log = tmp_path / "train.log"
+    run_logged([sys.executable, "-c", script], log, progress_label="arm")
+    assert log.read_text().splitlines()[-3:] == [f" iteration {i:>5}/  500 | loss 1.0" for i in (400, 420, 440)]
+    bar = [seg for seg in capsys.readouterr().err.split("\r") if "it/s]" in seg][-1]  # last refresh
+    assert "440/500" in bar, bar
+    rate = float(bar.split(", ")[-1].split("it/s")[0])
+    assert 10 < rate < 200, bar  # about 20 iterations per 0.3 s, not 400 at once
+    with pytest.raises(StepFailed, match="exited 3"):
+        run_logged([sys.executable, "-c", "print('boom'); raise SystemExit(3)"], log)
+    assert "boom" in log.read_text()
