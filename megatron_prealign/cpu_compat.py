@@ -26,6 +26,12 @@ Patches (each checked by ``tests/test_cpu_compat.py``, which fails loudly when u
    unchanged; ``torch.compile`` itself is restored right after the import
    (``deferred_torch_compile``, also used by the data tools).
 
+7. ``dist_checkpointing`` collects its writers' results through a multiprocessing manager that it
+   starts with ``spawn`` (forking a CUDA process is unsafe). The spawned manager re-imports torch to
+   unpickle the results: 3-4 s at the first save of every training process and 1-2 s more at exit,
+   on CPU, where there is no CUDA context to protect. Without CUDA the manager is forked instead
+   (``_fork_write_results_queue``); the queue and everything that flows through it are unchanged.
+
 Patch 3 fills torch's cache of factory functions before wrapping them, so that
 ``with torch.device(...)`` (transformers builds models under ``torch.device("meta")``) still
 recognises them.
@@ -117,6 +123,19 @@ def _lazy_compile(real_compile: Callable) -> Callable:
     return lazy_compile
 
 
+def _fork_write_results_queue(filesystem_async):
+    """``filesystem_async._get_write_results_queue`` with a forked manager (patch 7)."""
+    import multiprocessing
+
+    def get_write_results_queue():
+        if filesystem_async._results_queue is None:
+            manager = multiprocessing.get_context("fork").Manager()
+            filesystem_async._results_queue = manager.Queue()
+        return filesystem_async._results_queue
+
+    return get_write_results_queue
+
+
 @contextlib.contextmanager
 def deferred_torch_compile():
     """Inside: ``torch.compile`` decorates lazily (patch 6). Without CUDA only; a no-op on GPUs."""
@@ -156,6 +175,7 @@ def apply() -> bool:
     torch.Tensor.cuda = _tensor_stays_on_cpu
 
     with deferred_torch_compile():
+        import megatron.core.dist_checkpointing.strategies.filesystem_async as filesystem_async
         import megatron.core.optimizer.optimizer as megatron_optimizer
 
     if not hasattr(megatron_optimizer, "clip_grad_by_total_norm_fp32"):
@@ -165,5 +185,12 @@ def apply() -> bool:
             "megatron_prealign/cpu_compat.py for the installed version."
         )
     megatron_optimizer.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
+    if not hasattr(filesystem_async, "_get_write_results_queue"):
+        raise RuntimeError(
+            "megatron.core.dist_checkpointing.strategies.filesystem_async._get_write_results_queue "
+            f"is gone: the CPU compatibility layer targets megatron-core {SUPPORTED_MEGATRON_CORE}; "
+            "update megatron_prealign/cpu_compat.py for the installed version."
+        )
+    filesystem_async._get_write_results_queue = _fork_write_results_queue(filesystem_async)
     _applied = True
     return True

@@ -131,3 +131,21 @@ def test_gradient_clipping_works_in_training(tmp_path):
     # Adam with betas 0 and eps 1 steps by lr*g/(|g|+1) ~ lr*g for small g: the update shrinks
     # by about the clipping factor 1e-3/norm.
     assert delta_clipped < 0.05 * delta_free
+
+
+def test_checkpoint_results_manager_is_spawned_upstream_and_forked_on_cpu():
+    """Upstream spawns the manager that carries dist_checkpointing's write results (drop patch 7
+    when it stops); after apply() it is forked, and results still travel through it."""
+    code = """
+        import warnings, torch
+        warnings.simplefilter("ignore")
+        {apply}
+        import megatron.core.dist_checkpointing.strategies.filesystem_async as fa
+        queue = fa._get_write_results_queue()
+        assert fa._get_write_results_queue() is queue  # one manager per process
+        queue.put({{0: [torch.arange(3)]}})
+        print(type(queue._manager._process).__name__, queue.get()[0][0].tolist())
+    """
+    assert run_python(code.format(apply="")).split() == ["SpawnProcess", "[0,", "1,", "2]"]
+    forked = run_python(code.format(apply="from megatron_prealign import cpu_compat; cpu_compat.apply()"))
+    assert forked.split() == ["ForkProcess", "[0,", "1,", "2]"]
