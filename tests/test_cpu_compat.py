@@ -100,7 +100,7 @@ def test_inert_when_cuda_is_present():
 
 def test_gradient_clipping_works_in_training(tmp_path):
     """A tiny --clip-grad bounds the update: the step with clip 1e-3 moves weights far less."""
-    out = run_python(f"""
+    out = run_python("""
         import sys, warnings, torch
         warnings.simplefilter("ignore")
         sys.argv = ["x"]
