@@ -95,8 +95,11 @@ def _cpu_variants(base: Preset) -> Tuple[Variant, ...]:
         Variant("levels_lower", f"stage 1 aligns embedding + layer1-{top // 2} only",
                 {"alignment_levels": f"embedding,layer1-{top // 2}"}, lr_from=first),
         Variant("cs_0.2", "code-switching ratio 0.2", {"codeswitch_ratio": 0.2}, lr_from=first),
-        Variant("stage1_x3", "stage 1 three times longer (360 steps)",
+        Variant("stage1_x3", f"stage 1 three times longer ({3 * base.stage1_iters} steps)",
                 {"stage1_iters": 3 * base.stage1_iters}, lr_from=first),
+        Variant("stage1_short", f"stage 1 a quarter as long ({base.stage1_iters // 4} steps): less "
+                "alignment, closer to a fresh init", {"stage1_iters": base.stage1_iters // 4},
+                lr_from=first),
         Variant("tokens_x5", "5x the stage-2 tokens",
                 {"train_iters": 5 * base.train_iters, "warmup_iters": 5 * base.warmup_iters,
                  "eval_interval": 5 * base.eval_interval}, lr_from=first),
