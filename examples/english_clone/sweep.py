@@ -224,16 +224,17 @@ class Sweep:
         return table
 
 
-def _fmt(value, sign: bool = True) -> str:
+def _fmt(value, sign: bool = True, decimals: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    spec = ("+" if sign else "") + (".1f" if abs(value) >= 10 else ".3f")
-    return format(value, spec)
+    return format(value, ("+" if sign else "") + f".{decimals}f")
 
 
-def _mean_pm_std(values: Sequence[float], sign: bool) -> str:
+def _mean_pm_std(values: Sequence[float], sign: bool, metric: str) -> str:
+    """Perplexities with one decimal, accuracies and P@1 with three (mean and std alike)."""
     mean, std = mean_std(values)
-    return f"{_fmt(mean, sign)} +- {_fmt(std, False)}"
+    decimals = 1 if metric in LOWER_IS_BETTER else 3
+    return f"{_fmt(mean, sign, decimals)} +- {_fmt(std, False, decimals)}"
 
 
 def markdown(report: dict) -> str:
@@ -246,7 +247,7 @@ def markdown(report: dict) -> str:
         cells = []
         for metric in GAP_METRICS:
             g = v["gap"].get(metric)
-            cells.append("n/a" if g is None else _mean_pm_std(g["per_seed"], sign=True))
+            cells.append("n/a" if g is None else _mean_pm_std(g["per_seed"], sign=True, metric=metric))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Learning rates (chosen on the first seed's validation loss):", "",
               "| variant | " + " | ".join(report["arms"]) + " |", "|---|" + "---|" * len(report["arms"])]
@@ -263,7 +264,7 @@ def markdown(report: dict) -> str:
               "|---|---|" + "---|" * len(report["arms"])]
     for name, v in variants.items():
         for metric in GAP_METRICS:
-            cells = [_mean_pm_std(v["arms"][arm].get(metric, []), sign=False) for arm in report["arms"]]
+            cells = [_mean_pm_std(v["arms"][arm].get(metric, []), sign=False, metric=metric) for arm in report["arms"]]
             lines.append(f"| {name} | {metric} | " + " | ".join(cells) + " |")
     lines += ["", "Variants:", ""] + [f"- **{name}**: {v['description']} ({v['tokens_per_arm']:,} "
                                       "stage-2 tokens per arm)" for name, v in variants.items()]
