@@ -189,16 +189,20 @@ def test_cli_rejects_arms_without_the_gap(tmp_path, capsys):
 
 def test_cpu_grid_runs_the_lr_grid_once_unless_asked_for_every_variant(tmp_path, monkeypatch, capsys):
     calls = StandIns(monkeypatch)
-    common = ["--grid", "cpu", "--seeds", "1", "--variants", "authors_code,tied"]
+    common = ["--grid", "cpu", "--seeds", "1", "--variants", "authors_code,paper_weights"]
     assert sweep.main(common + ["--output-dir", str(tmp_path / "shared")]) == 0
     lrs = sweep.GRIDS["cpu"].lrs
-    assert len(calls.stage2_calls) == 2 * len(lrs) + 2  # the grid in authors_code, tied reuses it
+    # The grid in authors_code; paper_weights reuses it and only its PreAlign arm runs (joint is
+    # the same run as authors_code's).
+    assert len(calls.stage2_calls) == 2 * len(lrs) + 1
     report = json.loads((tmp_path / "shared" / "sweep.json").read_text())
-    assert report["variants"]["tied"]["lr"]["joint"] == {
+    assert report["variants"]["paper_weights"]["lr"]["joint"] == {
         "chosen": report["variants"]["authors_code"]["lr"]["joint"]["chosen"], "from": "authors_code"}
+    assert not [v.name for v in sweep.GRIDS["cpu"].variants if v.lr_from is None
+                and v.name not in ("authors_code", "tied")]
     calls.stage2_calls.clear()
     assert sweep.main(common + ["--output-dir", str(tmp_path / "every"), "--lr-grid-every-variant"]) == 0
-    assert len(calls.stage2_calls) == 2 * 2 * len(lrs)
+    assert len(calls.stage2_calls) == 2 * len(lrs) + len(lrs)  # paper_weights' PreAlign grid too
     assert "candidates" in json.loads((tmp_path / "every" / "sweep.json").read_text()
-                                      )["variants"]["tied"]["lr"]["prealign"]
+                                      )["variants"]["paper_weights"]["lr"]["prealign"]
     capsys.readouterr()
