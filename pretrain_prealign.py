@@ -22,12 +22,10 @@ is described by ``--help``; flags keep Megatron-LM's names.
 
 import sys
 
+from megatron_prealign.arguments import ArgumentError, parse_args
+
 
 def main(argv=None) -> int:
-    # Imported here, not at the top: Megatron-Core's checkpoint writer starts a ``spawn``
-    # multiprocessing manager, which re-imports this file; a bare top level keeps that start cheap.
-    from megatron_prealign.arguments import ArgumentError, parse_args
-
     try:
         args = parse_args(argv)
     except ArgumentError as err:

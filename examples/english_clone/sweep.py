@@ -266,7 +266,8 @@ def markdown(report: dict) -> str:
               "|---|---|" + "---|" * len(report["arms"])]
     for name, v in variants.items():
         for metric in GAP_METRICS:
-            cells = [_mean_pm_std(v["arms"][arm].get(metric, []), sign=False, metric=metric) for arm in report["arms"]]
+            cells = [_mean_pm_std(v["arms"][arm].get(metric, []), sign=False, metric=metric)
+                     for arm in report["arms"]]
             lines.append(f"| {name} | {metric} | " + " | ".join(cells) + " |")
     lines += ["", "Variants:", ""] + [f"- **{name}**: {v['description']} ({v['tokens_per_arm']:,} "
                                       "stage-2 tokens per arm)" for name, v in variants.items()]
@@ -316,7 +317,7 @@ def main(argv=None) -> int:
                         help="Comma list of arms (default joint,prealign; both are needed for the gap).")
     parser.add_argument("--corpus", type=Path, default=None, help="JSONL corpus; default: built-in.")
     parser.add_argument("--lr-grid-every-variant", action="store_true",
-                        help="Run the lr grid in every variant instead of reusing the first variant's lrs.")
+                        help="Run the lr grid in every variant instead of reusing another's lrs.")
     args = parser.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]

@@ -131,7 +131,8 @@ def test_run_logged_tees_output_and_counts_rates_from_the_first_report(tmp_path,
               "    print(f' iteration {i:>5}/  500 | loss 1.0', flush=True); time.sleep(0.3)\n")
     log = tmp_path / "train.log"
     run_logged([sys.executable, "-c", script], log, progress_label="arm")
-    assert log.read_text().splitlines()[-3:] == [f" iteration {i:>5}/  500 | loss 1.0" for i in (400, 420, 440)]
+    assert log.read_text().splitlines()[-3:] == [f" iteration {i:>5}/  500 | loss 1.0"
+                                                 for i in (400, 420, 440)]
     bar = [seg for seg in capsys.readouterr().err.split("\r") if "it/s]" in seg][-1]  # last refresh
     assert "440/500" in bar, bar
     rate = float(bar.split(", ")[-1].split("it/s")[0])
