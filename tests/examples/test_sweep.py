@@ -192,23 +192,36 @@ def test_cli_rejects_arms_without_the_gap(tmp_path, capsys):
 
 def test_cpu_grid_runs_the_lr_grid_once_unless_asked_for_every_variant(tmp_path, monkeypatch, capsys):
     calls = StandIns(monkeypatch)
-    common = ["--grid", "cpu", "--seeds", "1", "--variants", "authors_code,paper_weights"]
+    common = ["--grid", "cpu", "--seeds", "1", "--variants", "authors_code,reinit_head"]
     assert sweep.main(common + ["--output-dir", str(tmp_path / "shared")]) == 0
     lrs = sweep.GRIDS["cpu"].lrs
-    # The grid in authors_code; paper_weights reuses it and only its PreAlign arm runs (joint is
+    # The grid in authors_code; reinit_head reuses it and only its PreAlign arm runs (joint is
     # the same run as authors_code's).
     assert len(calls.stage2_calls) == 2 * len(lrs) + 1
     report = json.loads((tmp_path / "shared" / "sweep.json").read_text())
-    assert report["variants"]["paper_weights"]["lr"]["joint"] == {
+    assert report["variants"]["reinit_head"]["lr"]["joint"] == {
         "chosen": report["variants"]["authors_code"]["lr"]["joint"]["chosen"], "from": "authors_code"}
-    assert not [v.name for v in sweep.GRIDS["cpu"].variants if v.lr_from is None
-                and v.name not in ("authors_code", "tied")]
     calls.stage2_calls.clear()
     assert sweep.main(common + ["--output-dir", str(tmp_path / "every"), "--lr-grid-every-variant"]) == 0
-    assert len(calls.stage2_calls) == 2 * len(lrs) + len(lrs)  # paper_weights' PreAlign grid too
+    assert len(calls.stage2_calls) == 2 * len(lrs) + len(lrs)  # reinit_head's PreAlign grid too
     assert "candidates" in json.loads((tmp_path / "every" / "sweep.json").read_text()
-                                      )["variants"]["paper_weights"]["lr"]["prealign"]
+                                      )["variants"]["reinit_head"]["lr"]["prealign"]
     capsys.readouterr()
+
+
+def test_cpu_grid_second_round_changes_one_knob_on_top_of_paper_weights():
+    variants = {v.name: v for v in sweep.GRIDS["cpu"].variants}
+    # Own grids: the references, and the tied variants (tying changes the joint arm too).
+    assert sorted(n for n, v in variants.items() if v.lr_from is None) == [
+        "authors_code", "paper_weights", "paper_weights+tied", "tied"]
+    round_two = [n for n in variants if n.startswith("paper_weights+")]
+    assert len(round_two) >= 6
+    for name in round_two:
+        overrides = variants[name].overrides
+        assert overrides.items() >= sweep.PAPER_WEIGHTS.items(), name
+        changed = set(overrides) - set(sweep.PAPER_WEIGHTS)
+        assert changed and (len(changed) == 1 or name.endswith("tokens_x5")), (name, changed)
+        assert variants[name].lr_from in (None, "paper_weights")
 
 
 def test_a_presets_per_arm_lrs_train_each_arm_at_its_own_rate(tmp_path, monkeypatch):
