@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO))
 
 from examples.english_clone import dag, data_prep, training_steps  # noqa: E402
 from examples.english_clone.pipeline import Pipeline  # noqa: E402
-from examples.english_clone.presets import AUTHORS_CODE, PRESETS, Preset  # noqa: E402
+from examples.english_clone.presets import AUTHORS_CODE, PAPER_WEIGHTS, PRESETS, Preset  # noqa: E402
 from examples.english_clone.report import mean_std, read_log  # noqa: E402
 
 GAP_METRICS = ["clone_ppl", "english_ppl", "knowledge_en_only", "knowledge_both",
@@ -76,11 +76,6 @@ class Grid:
     variants: Tuple[Variant, ...]
     lrs: Tuple[float, ...]
     arms: Tuple[str, ...] = ("joint", "prealign")
-
-
-PAPER_WEIGHTS = {"alignment_alpha": 1.0, "alignment_lm_weight": 0.05}
-"""Stage 1's loss weights as one reading of the paper has them (contrastive 1.0, LM 0.05), against the
-authors' code's 0.1 / 1.0."""
 
 
 def _cpu_variants(base: Preset) -> Tuple[Variant, ...]:
