@@ -81,9 +81,7 @@ def stage1(preset, seed: int, data: DataSteps, label: str = "") -> Step:
 
 
 def stage2(preset, arm: str, seed: int, data: DataSteps, label: str = "") -> Step:
-    """Stage 2 of one arm and seed at the arm's learning rate (its stage 1 is built here when the arm
-    has one)."""
-    preset = preset.for_arm(arm)
+    """Stage 2 of one arm and seed at ``preset.lr`` (its stage 1 is built here when the arm has one)."""
     spec = training_steps.ARMS[arm]
     inputs = {"tokenizer": data.tokenizer, "shards": data.shards, "dictionaries": data.dictionaries}
     if spec["codeswitch"]:
@@ -107,7 +105,6 @@ def stage2(preset, arm: str, seed: int, data: DataSteps, label: str = "") -> Ste
 def evaluation(preset, arm: str, seed: int, data: DataSteps, stage2_step: Step, label: str = "",
                iteration: Optional[int] = None) -> Step:
     """Convert and evaluate a stage-2 run: its final checkpoint, or the one saved at ``iteration``."""
-    preset = preset.for_arm(arm)
     params = dict(arm=arm, seed=seed, max_tokens=preset.eval_max_tokens, seq=preset.seq_length)
     if iteration is not None:
         params["iteration"] = iteration

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import List, Tuple
-
-from examples.english_clone.training_steps import ARMS
+from typing import List
 
 
 @dataclass(frozen=True)
@@ -64,9 +62,6 @@ class Preset:
     global_batch_size: int = 16
     train_iters: int = 800
     lr: float = 3e-3
-    arm_lrs: Tuple[Tuple[str, float], ...] = ()
-    """Stage-2 learning rates of single arms, as (arm, lr) pairs; an arm not named trains at ``lr``.
-    Arms that start from different weights want different rates (the sweep chooses them per arm)."""
     min_lr_ratio: float = 0.1
     warmup_iters: int = 40
     weight_decay: float = 0.1
@@ -101,22 +96,12 @@ class Preset:
     multiple of ``eval_interval``, the save interval), for metrics-vs-tokens curves; 0: final only."""
 
     def __post_init__(self) -> None:
-        unknown = sorted({arm for arm, _ in self.arm_lrs} - set(ARMS))
-        if unknown:
-            raise ValueError(f"arm_lrs names unknown arm(s) {unknown}; arms are {list(ARMS)}")
         if self.checkpoint_evals and self.checkpoint_evals % self.eval_interval:
             raise ValueError(f"checkpoint_evals {self.checkpoint_evals} must be a multiple of "
                              f"eval_interval {self.eval_interval} (checkpoints are saved there)")
 
     def replace(self, **changes) -> "Preset":
         return dataclasses.replace(self, **changes)
-
-    def lr_of(self, arm: str) -> float:
-        return dict(self.arm_lrs).get(arm, self.lr)
-
-    def for_arm(self, arm: str) -> "Preset":
-        """This preset with ``lr`` set to the arm's stage-2 learning rate."""
-        return self.replace(lr=self.lr_of(arm), arm_lrs=())
 
 
 AUTHORS_CODE = dict(untie_embeddings=True, alignment_levels="all", alignment_alpha=0.1,

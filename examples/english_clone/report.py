@@ -74,8 +74,8 @@ def markdown(results: dict) -> str:
     metrics = [m for m in HEADLINE if any(m in results["arms"][a] for a in arms)]
     metrics += sorted({m for a in arms for m in results["arms"][a]} - set(metrics))
     lines = [f"# English / English-Clone: {results['preset']} preset, seeds {', '.join(map(str, seeds))}",
-             "", f"{results['embeddings'].capitalize()} input/output embeddings; stage-2 lr: "
-             + ", ".join(f"{arm} {lr:g}" for arm, lr in results["stage2_lr"].items()) + ".", "",
+             "", f"{results['embeddings'].capitalize()} input/output embeddings; stage-2 lr "
+             f"{results['stage2_lr']:g}.", "",
              "Mean +- std over seeds (perplexities: lower is better; accuracies and P@1: higher).", "",
              "| metric | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
     for metric in metrics:
@@ -212,7 +212,7 @@ def collect(preset, pipeline, evaluations) -> dict:
             curves[arm][str(seed)] = curves_from_log(read_log(stage2_log))
     results = {"preset": preset.name, "seeds": list(preset.seeds),
                "embeddings": "untied" if preset.untie_embeddings else "tied",
-               "stage2_lr": {arm: preset.lr_of(arm) for arm in preset.arms}, "arms": arms, "curves": curves}
+               "stage2_lr": preset.lr, "arms": arms, "curves": curves}
     if preset.checkpoint_evals:
         results["tokens_per_iteration"] = tokens_per_iteration
         results["checkpoints"] = checkpoints

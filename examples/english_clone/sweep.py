@@ -116,7 +116,7 @@ def _cpu_variants(base: Preset) -> Tuple[Variant, ...]:
               for name, description, overrides in round_two)
 
 
-_CPU_BASE = PRESETS["cpu"].replace(**AUTHORS_CODE, arm_lrs=())
+_CPU_BASE = PRESETS["cpu"].replace(**AUTHORS_CODE)
 GRIDS: Dict[str, Grid] = {
     "cpu": Grid("cpu", _CPU_BASE, _cpu_variants(_CPU_BASE), lrs=(1.5e-3, 3e-3, 6e-3)),
 }
@@ -170,9 +170,7 @@ class Sweep:
             print(message, flush=True)
 
     def preset(self, variant: Variant) -> Preset:
-        # The grid chooses each arm's lr, so a base preset's own per-arm lrs do not apply.
-        return self.grid.base.replace(**variant.overrides, arms=list(self.grid.arms), seeds=self.seeds,
-                                      arm_lrs=())
+        return self.grid.base.replace(**variant.overrides, arms=list(self.grid.arms), seeds=self.seeds)
 
     def choose_lrs(self, variant: Variant, preset: Preset, data: dag.DataSteps, label: str) -> dict:
         if variant.lr_from:

@@ -158,7 +158,7 @@ def test_checkpoint_evaluations_give_metrics_against_tokens(tmp_path, monkeypatc
     evaluations = build_steps(preset, data_prep.DEFAULT_CORPUS)
     pipeline.run(evaluations)
     assert len(calls.stage2_calls) == 2  # checkpoints of one run, not new runs
-    assert sorted(calls.evaluate_calls) == sorted((arm, 1, preset.lr_of(arm)) for arm in ("joint", "prealign")
+    assert sorted(calls.evaluate_calls) == sorted((arm, 1, preset.lr) for arm in ("joint", "prealign")
                                                   for _ in range(3))
     iterations = sorted(json.loads((pipeline.directory(s) / "params.json").read_text())["params"]
                         .get("iteration", 30) for s in evaluations)
@@ -171,8 +171,8 @@ def test_checkpoint_evaluations_give_metrics_against_tokens(tmp_path, monkeypatc
     assert [by_tokens[str(k * tokens)]["iteration_seen"] for k in (10, 20)] == [10, 20]
     assert by_tokens[str(30 * tokens)]["iteration_seen"] == -1  # the final checkpoint, evaluated last
     assert results["arms"]["prealign"]["iteration_seen"] == [-1]  # per-arm metrics: final only
-    assert results["stage2_lr"] == {arm: preset.lr_of(arm) for arm in ("joint", "prealign")}
-    assert (f"stage-2 lr: joint {preset.lr_of('joint'):g}, prealign {preset.lr_of('prealign'):g}"
+    assert results["stage2_lr"] == preset.lr and results["embeddings"] == "untied"
+    assert (f"Untied input/output embeddings; stage-2 lr {preset.lr:g}."
             in (tmp_path / "results.md").read_text())
     image = matplotlib.image.imread(tmp_path / "plots" / "metrics_vs_tokens.png")
     assert image.shape[1] > 800 and image.std() > 0.01
@@ -223,21 +223,3 @@ def test_cpu_grid_second_round_changes_one_knob_on_top_of_paper_weights():
         assert changed and (len(changed) == 1 or name.endswith("tokens_x5")), (name, changed)
         assert variants[name].lr_from in (None, "paper_weights")
 
-
-def test_a_presets_per_arm_lrs_train_each_arm_at_its_own_rate(tmp_path, monkeypatch):
-    from examples.english_clone.dag import build_steps
-    from examples.english_clone.pipeline import Pipeline
-
-    calls = StandIns(monkeypatch)
-    preset = PRESETS["tiny"].replace(train_iters=10, lr=4e-3, arm_lrs=(("prealign", 1e-3),))
-    Pipeline(tmp_path / "run", quiet=True).run(build_steps(preset, data_prep.DEFAULT_CORPUS))
-    assert sorted((arm, lr) for arm, _, lr, _, _ in calls.stage2_calls) == [("joint", 4e-3),
-                                                                           ("prealign", 1e-3)]
-    with pytest.raises(ValueError, match=r"unknown arm\(s\) \['prejoint'\]"):
-        preset.replace(arm_lrs=(("prejoint", 1e-3),))
-    # In a sweep the grid chooses every arm's lr: a base preset's per-arm lrs do not apply.
-    grid = sweep.Grid("toy_arm_lrs", preset.replace(arm_lrs=(("prealign", 3e-3), ("joint", 3e-3))),
-                      GRID.variants[:1], lrs=GRID.lrs)
-    s = sweep.Sweep(grid, [1], tmp_path / "sweep", data_prep.DEFAULT_CORPUS, quiet=True)
-    report = s.run()
-    assert {arm: v["chosen"] for arm, v in report["variants"]["base"]["lr"].items()} == BEST_LR
