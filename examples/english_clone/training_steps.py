@@ -62,8 +62,10 @@ def eval_dictionaries(dictionaries: Path) -> list:
 
 
 def _env(nproc: int) -> dict:
-    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // nproc)), "PYTHONWARNINGS": "ignore",
-            "PYTHONPATH": str(REPO)}
+    # The cores split evenly between the ranks, unless the caller chose: two runs side by side on one
+    # machine (``OMP_NUM_THREADS=1`` for each) would otherwise each claim every core.
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 2) // nproc))
+    return {"OMP_NUM_THREADS": threads, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO)}
 
 
 def stage1_step(preset, seed: int, out: Path, inputs) -> dict:
