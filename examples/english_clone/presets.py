@@ -1,6 +1,7 @@
 """Presets of the English / English-Clone experiment: one dataclass, four named settings.
 
-``tiny``  the README quickstart: joint vs PreAlign, one seed, the whole pipeline in minutes on CPU.
+``tiny``  the README quickstart: joint vs PreAlign, one seed, the whole pipeline in minutes on CPU
+          (stage 1 with ``PAPER_WEIGHTS``).
 ``cpu``   four arms x three seeds within ~100 minutes on 2 CPU cores, at the largest scale that fits,
           with the stage 1 the sweep supports (``PAPER_WEIGHTS``, 360 steps).
 ``long``  the ``cpu`` settings, joint vs PreAlign for 20M tokens with evaluations along the way (hours
@@ -118,13 +119,14 @@ turned PreAlign from losing to joint training into beating it (README, "Sweeps")
 full weight, stage 1 trains a confident model of isolated words that stage 2 must first unlearn."""
 
 PRESETS = {
+    # Stage 1 with the sweep's loss weights, and twice the steps it had with the authors' weights.
     "tiny": Preset(
         name="tiny", max_paragraphs=12000, heldout_paragraphs=200, valid_paragraphs=100,
         vocab_size=2000, dev_words=300, subjects_per_group=10, fact_repetitions_en=60, fact_repetitions_clone=30,
         num_layers=2, hidden_size=96, ffn_hidden_size=256, num_attention_heads=4, seq_length=128,
         train_iters=300, warmup_iters=20, eval_interval=100, eval_iters=10,
-        stage1_iters=80, stage1_entries=128, transfer_train_per_class=100, transfer_test_per_class=50,
-        eval_max_tokens=30000, arms=["joint", "prealign"], seeds=[1]),
+        stage1_iters=160, stage1_entries=128, transfer_train_per_class=100, transfer_test_per_class=50,
+        eval_max_tokens=30000, arms=["joint", "prealign"], seeds=[1], **PAPER_WEIGHTS),
     # Stage 1 at 360 steps: three times the sweep's reference, the longest the sweep measured and its
     # best cell (clone PPL -104 +- 10, English -20 +- 1 against joint).
     "cpu": Preset(name="cpu", max_paragraphs=0, train_iters=700, stage1_iters=360, **PAPER_WEIGHTS),
