@@ -11,8 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# For tests of what happens on a machine without CUDA (the CPU compatibility layer, flags refused
+# on CPU). They run on every CPU machine, CI included; with CUDA those behaviours rightly differ.
+cpu_only = pytest.mark.skipif(torch.cuda.is_available(),
+                              reason="asserts CPU-only behaviour; with CUDA the CPU layer is inert")
 
 
 def free_port() -> int:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from megatron_prealign.arguments import ArgumentError, build_parser, parse_args
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, cpu_only
 
 # Growing the CLI is a reviewed decision: update this list in the same change.
 EXPECTED_FLAGS = sorted("""
@@ -56,8 +56,9 @@ def test_flag_set_is_pinned():
      "--global-batch-size 6 is not divisible by --micro-batch-size 4"),
     (["--group-query-attention", "--num-query-groups", "3"], 1, "not divisible by --num-query-groups 3"),
     (["--sequence-parallel"], 1, "--sequence-parallel needs --tensor-model-parallel-size > 1"),
-    (["--use-distributed-optimizer"], 1, "--use-distributed-optimizer needs CUDA"),
-    (["--bf16"], 1, "--bf16 needs CUDA"),
+    pytest.param(["--use-distributed-optimizer"], 1, "--use-distributed-optimizer needs CUDA",
+                 marks=cpu_only),
+    pytest.param(["--bf16"], 1, "--bf16 needs CUDA", marks=cpu_only),
     (["--lr-warmup-fraction", "0.1", "--lr-warmup-iters", "5"], 1, "mutually exclusive"),
     (["--save-interval", "5"], 1, "--save-interval needs --save DIR"),
     (["--seq-length", "1024", "--max-position-embeddings", "512"], 1, "exceeds --max-position-embeddings"),

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, cpu_only
 
 
 def run_python(code: str) -> str:
@@ -33,6 +33,7 @@ def test_upstream_still_needs_the_clip_patch():
     assert out.strip() == "asserts-on-cpu"
 
 
+@cpu_only
 def test_patches_make_cuda_requests_land_on_cpu_and_clip():
     out = run_python("""
         import torch, warnings
@@ -53,6 +54,7 @@ def test_patches_make_cuda_requests_land_on_cpu_and_clip():
     assert all(abs(g - 3.0 / (6.0 + 1e-6)) < 1e-6 for g in grads)
 
 
+@cpu_only
 def test_upstream_still_compiles_at_import_and_the_deferral_keeps_dynamo_out():
     """Plain import pulls in TorchDynamo (drop patch 6 when it stops); after apply() it does not,
     torch.compile is restored, and a deferred kernel compiles on its first call."""
@@ -133,6 +135,7 @@ def test_gradient_clipping_works_in_training(tmp_path):
     assert delta_clipped < 0.05 * delta_free
 
 
+@cpu_only
 def test_checkpoint_results_manager_is_spawned_upstream_and_forked_on_cpu():
     """Upstream spawns the manager that carries dist_checkpointing's write results (drop patch 7
     when it stops); after apply() it is forked, and results still travel through it."""

@@ -63,7 +63,6 @@ def _words_loader(entries, args: Namespace, consumed: int, num_samples: int, see
 def alignment_loss_fn(config: AlignmentLossConfig, levels: List[str], lm_weight_tokens,
                       loss_mask: torch.Tensor, align_out, output_tensor: torch.Tensor):
     """Combine the LM loss (from the model's output) with the precomputed alignment loss."""
-    dp_group = parallel_state.get_data_parallel_group()
     dp_size = parallel_state.get_data_parallel_world_size()
     losses = output_tensor.float()  # [n_words, s] per-token LM loss
     mask = loss_mask.float()

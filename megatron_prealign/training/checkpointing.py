@@ -129,7 +129,14 @@ def _sharded_state_dict(model: List, optimizer, scheduler, *, with_optimizer: bo
         raise NotImplementedError("virtual pipeline stages are not supported yet")
     state = {"model": unwrap(model[0]).sharded_state_dict()}
     if with_optimizer:
-        state["optimizer"] = optimizer.sharded_state_dict(state["model"], is_loading=is_loading)
+        # The distributed optimizer's default format in megatron-core 0.16.1 (deprecated
+        # 'fully_sharded_model_space') refuses to save ("ShardedTensor.flattened_range is not
+        # supported"); 'fully_reshardable' saves, and reshards to any TP/PP/DP like the other
+        # optimizers' state. The other optimizers ignore this metadata. Resuming it needs a fused
+        # Adam: see check_optimizer_restorable.
+        state["optimizer"] = optimizer.sharded_state_dict(
+            state["model"], is_loading=is_loading,
+            metadata={"distrib_optim_sharding_type": "fully_reshardable"})
         state["opt_param_scheduler"] = scheduler.state_dict()
     if rng is not None or is_loading:
         state["rng_state"] = _rng_sharded_object(rng)
@@ -243,6 +250,25 @@ def check_model_compatible(meta: dict, args: Namespace, path: str) -> None:
                 f"{getattr(args, key, None)}; the model shapes must match to load it")
 
 
+def check_optimizer_restorable(args: Namespace, path: str) -> None:
+    """Refuse, before any state is touched, a resume that megatron-core cannot do correctly.
+
+    Megatron-core 0.16.1 restores a distributed optimizer's Adam step from ``param_groups``, where
+    Transformer Engine's and Apex's FusedAdam keep it; torch's AdamW (its fallback when neither is
+    importable) keeps it per parameter, and the loader then fails on the missing key ('step'), or in
+    the other sharding formats silently restarts Adam's bias correction (seen on an H100 without
+    either package).
+    """
+    from megatron.core import optimizer as mcore_optimizer
+
+    if getattr(args, "use_distributed_optimizer", False) and mcore_optimizer.USING_PYTORCH_OPTIMIZER:
+        raise CheckpointError(
+            f"{path}: resuming the distributed optimizer's state needs Transformer Engine's or Apex's "
+            "FusedAdam (neither is importable, and megatron-core cannot restore torch AdamW's state into "
+            "the distributed optimizer); install transformer-engine[pytorch] or apex, or pass "
+            "--no-load-optim to load the weights and start a fresh optimizer state")
+
+
 def load_checkpoint(root: str, model: List, optimizer, scheduler, args: Namespace,
                     *, load_optimizer: bool = True, load_rng: bool = True) -> LoadedState:
     """Load model (and optimizer, scheduler, RNG) from the newest checkpoint under ``root``.
@@ -254,6 +280,8 @@ def load_checkpoint(root: str, model: List, optimizer, scheduler, args: Namespac
     meta = read_meta(path)
     check_model_compatible(meta, args, path)
     load_optimizer = load_optimizer and meta.get("has_optimizer", False)
+    if load_optimizer:
+        check_optimizer_restorable(args, path)
     same_layout = meta["parallel_layout"] == _layout()
     load_rng = load_rng and same_layout
     state = _sharded_state_dict(model, optimizer, scheduler, with_optimizer=load_optimizer,

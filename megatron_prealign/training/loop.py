@@ -10,6 +10,7 @@ and differ only in their ``forward_step`` and data.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from argparse import Namespace
 from dataclasses import dataclass
@@ -164,13 +165,35 @@ def _fresh_parameters(model, patterns) -> list:
     return chosen
 
 
+@contextlib.contextmanager
+def gathered_parameters(state: TrainingState):
+    """Inside: every rank holds the updated parameters, also with ``--overlap-param-gather``.
+
+    With that flag the distributed optimizer leaves the all-gather of the updated parameters to
+    the next step's forward pre-hooks, so between steps each data-parallel rank has only its own
+    shard up to date. Evaluation and checkpoints run there: like Megatron-LM, remove the hooks
+    (which all-gathers synchronously) and put them back afterwards.
+    """
+    if not state.args.overlap_param_gather:
+        yield
+        return
+    for chunk in state.model:
+        chunk.disable_forward_pre_hook(param_sync=True)
+    try:
+        yield
+    finally:
+        for chunk in state.model:
+            chunk.enable_forward_pre_hook()
+
+
 def save(state: TrainingState, extra_meta: Optional[dict] = None) -> None:
     from megatron_prealign.training import checkpointing
 
     args = state.args
-    path = checkpointing.save_checkpoint(args.save, state.iteration, state.consumed_samples,
-                                         state.model, state.optimizer, state.scheduler, args,
-                                         extra_meta=extra_meta)
+    with gathered_parameters(state):
+        path = checkpointing.save_checkpoint(args.save, state.iteration, state.consumed_samples,
+                                             state.model, state.optimizer, state.scheduler, args,
+                                             extra_meta=extra_meta)
     if torch.distributed.get_rank() == 0:
         print(f"saved checkpoint {path}", flush=True)
 
@@ -199,12 +222,13 @@ def train(
     last_saved = state.iteration if state.iteration > 0 else None
     def run_evaluation() -> None:
         losses = {}
-        for name, factory in (valid_iterator_factories or {}).items():
-            for loss_name, value in evaluate(forward_step, factory, state.model, args).items():
-                losses[f"{loss_name} {name}".strip()] = value
         extra = {}
-        for callback in eval_callbacks or []:
-            extra.update(callback(state.model, state.iteration))
+        with gathered_parameters(state):
+            for name, factory in (valid_iterator_factories or {}).items():
+                for loss_name, value in evaluate(forward_step, factory, state.model, args).items():
+                    losses[f"{loss_name} {name}".strip()] = value
+            for callback in eval_callbacks or []:
+                extra.update(callback(state.model, state.iteration))
         logger.log_eval(state.iteration, losses, extra)
 
     try:

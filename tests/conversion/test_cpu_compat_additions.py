@@ -4,9 +4,11 @@ Kept beside the conversion tests that exposed them; they belong with ``tests/tes
 Patches are process-global, so the checks run in a fresh interpreter (one, to keep them cheap).
 """
 
+from tests.conftest import cpu_only
 from tests.test_cpu_compat import run_python
 
 
+@cpu_only
 def test_device_context_and_tensor_cuda_patches():
     """1. transformers builds models under ``with torch.device("meta")``: without filling torch's
     factory cache first, the wrapped factories escaped the context (HF rotary buffers were left

@@ -212,3 +212,51 @@ def test_pretrained_reinit_keeps_named_parameters_and_rejects_names_that_match_n
     with pytest.raises(CheckpointError, match="outptu_layer matches no parameter; names look like "
                                               "embedding.weight"):
         loop._fresh_parameters(model, ["outptu_layer"])
+
+
+def test_distributed_optimizer_resume_without_fused_adam_is_refused_before_loading(monkeypatch):
+    """Megatron-core cannot restore torch AdamW's state into the distributed optimizer (it fails on
+    the per-parameter 'step', or silently restarts Adam's bias correction): the load names the fix."""
+    from argparse import Namespace
+
+    from megatron.core import optimizer as mcore_optimizer
+
+    from megatron_prealign.training.checkpointing import CheckpointError, check_optimizer_restorable
+
+    monkeypatch.setattr(mcore_optimizer, "USING_PYTORCH_OPTIMIZER", True)
+    with pytest.raises(CheckpointError, match="ckpt/iter_0000020: resuming the distributed optimizer.*"
+                                              "--no-load-optim"):
+        check_optimizer_restorable(Namespace(use_distributed_optimizer=True), "ckpt/iter_0000020")
+    check_optimizer_restorable(Namespace(use_distributed_optimizer=False), "ckpt/iter_0000020")
+    monkeypatch.setattr(mcore_optimizer, "USING_PYTORCH_OPTIMIZER", False)  # TE's or Apex's FusedAdam
+    check_optimizer_restorable(Namespace(use_distributed_optimizer=True), "ckpt/iter_0000020")
+
+
+def test_checkpoints_and_evaluation_see_gathered_parameters_with_overlap_param_gather():
+    """With --overlap-param-gather the all-gather of updated parameters waits for the next forward;
+    saving and evaluation in between first gather them synchronously, then restore the hooks."""
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from megatron_prealign.training import loop
+
+    calls = []
+    chunk = SimpleNamespace(disable_forward_pre_hook=lambda param_sync: calls.append(("off", param_sync)),
+                            enable_forward_pre_hook=lambda: calls.append("on"))
+
+    def state(overlap):
+        return loop.TrainingState(args=Namespace(overlap_param_gather=overlap), tokenizer=None,
+                                  model=[chunk, chunk], optimizer=None, scheduler=None)
+
+    with loop.gathered_parameters(state(True)):
+        assert calls == [("off", True), ("off", True)]
+    assert calls[2:] == ["on", "on"]
+    calls.clear()
+    with pytest.raises(ValueError):
+        with loop.gathered_parameters(state(True)):
+            raise ValueError("a failed save")
+    assert calls[2:] == ["on", "on"]  # the hooks come back even when the body fails
+    calls.clear()
+    with loop.gathered_parameters(state(False)):
+        pass
+    assert calls == []
