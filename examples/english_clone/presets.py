@@ -130,8 +130,8 @@ PRESETS = {
     # Stage 1 at 360 steps: three times the sweep's reference, the longest the sweep measured and its
     # best cell (clone PPL -104 +- 10, English -20 +- 1 against joint).
     "cpu": Preset(name="cpu", max_paragraphs=0, train_iters=700, stage1_iters=360, **PAPER_WEIGHTS),
-    # Joint vs PreAlign for 20M stage-2 tokens (12x cpu) with a checkpoint every 500 steps and the
-    # whole evaluation every 2500: how the gap moves as tokens grow. About 3 hours on 2 cores; an
+    # Joint vs PreAlign for 20M stage-2 tokens (14x cpu) with a checkpoint every 500 steps and the
+    # whole evaluation every 2500: how the gap moves as tokens grow. About 2 1/2 hours on 2 cores; an
     # interrupted run continues from its last checkpoint with the same results.
     "long": Preset(name="long", max_paragraphs=0, train_iters=10000, warmup_iters=200,
                    eval_interval=500, checkpoint_evals=2500, arms=["joint", "prealign"], seeds=[1],
