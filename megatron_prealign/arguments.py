@@ -15,8 +15,10 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from megatron_prealign.errors import PreAlignError
 
-class ArgumentError(ValueError):
+
+class ArgumentError(PreAlignError, ValueError):
     """A flag value or combination that cannot work; the message names the flags and the fix."""
 
 

@@ -40,8 +40,10 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from megatron_prealign.errors import PreAlignError
 
-class ConversionError(ValueError):
+
+class ConversionError(PreAlignError, ValueError):
     """A checkpoint that cannot be converted; the message names the flag, key or shape."""
 
 

@@ -43,6 +43,7 @@ from megatron_prealign.data.tokenizer import (
     SENTENCEPIECE_TYPES,
     TextTokenizer,
 )
+from megatron_prealign.errors import PreAlignError
 
 # SentencePiece piece types (sentencepiece_model.proto).
 _NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED, _UNUSED, _BYTE = 1, 2, 3, 4, 5, 6
@@ -62,7 +63,7 @@ SAMPLE_TEXTS = (
 )
 
 
-class TokenizerExportError(ValueError):
+class TokenizerExportError(PreAlignError, ValueError):
     """The tokenizer cannot be written in Hugging Face form; the message says why."""
 
 

@@ -50,11 +50,13 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from megatron_prealign.errors import PreAlignError
+
 MULTIWAY_EXTENSIONS = (".jsonl", ".json")
 WORD_SEPARATOR = "$"
 
 
-class DictionaryError(ValueError):
+class DictionaryError(PreAlignError, ValueError):
     """A dictionary file that cannot be used; the message names file, line and fix."""
 
 
@@ -349,7 +351,11 @@ def tokenize_words(words: Sequence[str], tokenizer, *, max_tokens: int = 30) -> 
 def word_report(dictionary: Dictionary, tokens: WordTokens, tokenizer, *, max_tokens: int,
                 max_unknown_share: float) -> Dict[str, int]:
     """Dropped words by reason; raises when the dictionary does not fit the vocabulary."""
-    from megatron_prealign.data.tokenizer import TOO_LONG_WORD, UNKNOWN_WORD, WORD_PROBLEMS
+    from megatron_prealign.data.tokenizer import (
+        TOO_LONG_WORD,
+        UNKNOWN_WORD,
+        WORD_PROBLEMS,
+    )
 
     counts = np.bincount(tokens.codes.astype(np.int64), minlength=len(WORD_PROBLEMS))
     dropped = {}

@@ -38,6 +38,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
+from megatron_prealign.errors import PreAlignError
+
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 BOM = b"\xef\xbb\xbf"
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -45,7 +47,7 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]", re.ASCII)
 _BLANK = re.compile(rb"^[ \t\f\v]*$")
 
 
-class InputError(ValueError):
+class InputError(PreAlignError, ValueError):
     """An ``--input`` that cannot be used at all (no file, unreadable)."""
 
 

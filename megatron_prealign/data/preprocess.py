@@ -39,12 +39,18 @@ import numpy as np
 from megatron_prealign.data import codeswitch as cs
 from megatron_prealign.data import inputs as inp
 from megatron_prealign.data import shards
-from megatron_prealign.data.tokenizer import TextTokenizer, TokenizerError, build_tokenizer, optimal_token_dtype
+from megatron_prealign.data.tokenizer import (
+    TextTokenizer,
+    TokenizerError,
+    build_tokenizer,
+    optimal_token_dtype,
+)
+from megatron_prealign.errors import PreAlignError
 
 MAX_PROBLEM_EXAMPLES = 200
 
 
-class PreprocessError(RuntimeError):
+class PreprocessError(PreAlignError, RuntimeError):
     """The run cannot proceed or was aborted; the message says why and what to do."""
 
 

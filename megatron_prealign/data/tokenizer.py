@@ -47,13 +47,15 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from megatron_prealign.errors import PreAlignError
+
 SENTENCEPIECE_TYPES = ("SentencePieceTokenizer", "GPTSentencePieceTokenizer", "Llama2Tokenizer")
 HUGGINGFACE_TYPES = ("HuggingFaceTokenizer",)
 NULL_TYPES = ("NullTokenizer",)
 SUPPORTED_TYPES = SENTENCEPIECE_TYPES + HUGGINGFACE_TYPES + NULL_TYPES
 
 
-class TokenizerError(ValueError):
+class TokenizerError(PreAlignError, ValueError):
     """A tokenizer cannot be built or does not fit the data it is used with."""
 
 

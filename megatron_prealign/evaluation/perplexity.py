@@ -29,10 +29,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from megatron_prealign.errors import PreAlignError
 from megatron_prealign.evaluation.models import EvalModel
 
 
-class EvalDataError(ValueError):
+class EvalDataError(PreAlignError, ValueError):
     """An evaluation input that cannot be read; the message names the file and the fix."""
 
 

@@ -37,13 +37,14 @@ from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 
 from megatron_prealign.arguments import args_to_json
+from megatron_prealign.errors import PreAlignError
 
 TRACKER_FILENAME = "latest_checkpointed_iteration.txt"
 META_FILENAME = "prealign_checkpoint.json"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(PreAlignError, RuntimeError):
     """A checkpoint directory that cannot be loaded; the message says which and why."""
 
 

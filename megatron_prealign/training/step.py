@@ -19,10 +19,11 @@ import torch
 from megatron.core import parallel_state
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
+from megatron_prealign.errors import PreAlignError
 from megatron_prealign.training.initialize import device
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(PreAlignError, RuntimeError):
     """The loss became NaN/Inf; the run stops without writing a checkpoint."""
 
 
