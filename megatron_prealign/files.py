@@ -36,6 +36,12 @@ class OutputError(PreAlignError, OSError):
     """An output that cannot be written, or may not be replaced; the message names it and the fix."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def describe_os_error(err: OSError, path: str) -> str:
     """``path: reason`` in words, for the errors a user can do something about."""
     reasons = {
@@ -111,6 +117,8 @@ def atomic_open(path: str, mode: str = "w", encoding: str | None = "utf-8") -> I
     directory, name = os.path.split(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=name + ".", suffix=PARTIAL)
     try:
+        # mkstemp creates 0600; a published file gets the mode a plain open() would give it.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
             f.flush()
@@ -143,6 +151,7 @@ def publish_dir(final: str, *, overwrite: bool, flag: str) -> Iterator[str]:
     check_output_parent(final, flag="output directory")
     parent, name = os.path.split(final)
     work = tempfile.mkdtemp(dir=parent, prefix=name + ".", suffix=PARTIAL)
+    os.chmod(work, 0o777 & ~_umask())  # mkdtemp makes 0700; teammates must read what is published
     try:
         yield work
     except BaseException:

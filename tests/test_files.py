@@ -106,3 +106,16 @@ def test_lock_survives_a_quick_release_race(tmp_path):
         with output_lock(lock, "x"):
             assert open(lock).read() == str(os.getpid())
     assert not os.path.exists(lock)
+
+
+def test_published_outputs_follow_the_umask_not_the_temp_files_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_open(str(tmp_path / "f.json")) as f:
+            f.write("{}")
+        with publish_dir(str(tmp_path / "d"), overwrite=False, flag="--overwrite"):
+            pass
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

@@ -1,11 +1,15 @@
 """One table of hostile inputs: each row is a command, the exit code and the message it must give.
 
-A row runs one entry point (``tools/*.py``, ``pretrain_prealign.py`` under torchrun, or an
-example's ``run.py``) as a user would, in a fresh process from the repository root, on files its
+A row runs one entry point (``tools/*.py``, ``pretrain_prealign.py``, or an example's ``run.py``)
+as a user would, in a fresh process from the repository root, on files its
 ``setup`` made under the test's ``tmp_path``. The row passes when the process exits with ``code``,
 prints no Python traceback, and its output holds every string of ``expect`` (``{tmp}`` stands for
 the test's directory, so a message must name the file it is about); ``check`` may then look at what
 was left on disk (nothing published, old outputs intact).
+
+Training rows run ``pretrain_prealign.py`` as one process, which is rank 0 of a one-process world:
+its output is what a torchrun user reads (torchrun's launcher adds a traceback of its own whenever a
+rank exits non-zero; that is the launcher's, not ours, so rows do not go through it).
 
 Each area keeps its rows in ``cases_<area>.py`` as ``CASES``; ``test_bad_inputs.py`` runs them all.
 """
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,6 @@ class Case:
     """Makes the files the command reads, under the test's directory."""
     check: Optional[Callable[[Path], None]] = None
     """Asserts on what the command left on disk."""
-    torchrun: bool = False
-    """Run under ``torchrun --nproc-per-node 1`` (training entry points)."""
     timeout: float = 300
     env: dict = field(default_factory=dict)
 
@@ -46,9 +48,6 @@ def run_case(case: Case, tmp: Path) -> subprocess.CompletedProcess:
     if case.setup is not None:
         case.setup(tmp)
     argv = [str(a) for a in case.argv(tmp)]
-    if case.torchrun:
-        argv = ["-m", "torch.distributed.run", "--nproc-per-node=1", "--master-addr=127.0.0.1",
-                f"--master-port={free_port()}", *argv]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT), CUDA_VISIBLE_DEVICES="",
                **case.env)
     return subprocess.run([sys.executable, *argv], cwd=REPO_ROOT, env=env, capture_output=True,
