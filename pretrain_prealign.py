@@ -20,9 +20,11 @@ Shards come from ``tools/preprocess_data.py`` (code-switching is baked into them
 is described by ``--help``; flags keep Megatron-LM's names.
 """
 
+import os
 import sys
 
 from megatron_prealign.arguments import ArgumentError, parse_args
+from megatron_prealign.errors import PreAlignError
 
 
 def main(argv=None) -> int:
@@ -33,7 +35,15 @@ def main(argv=None) -> int:
         return 2
     from megatron_prealign import cpu_compat
 
-    cpu_compat.apply()  # before the stage modules import megatron.core; inert with CUDA
+    cpu_compat.apply()  # before the stage modules import megatron.core
+    from megatron_prealign.training.checkpointing import check_save_target
+
+    try:  # before anything is built; every rank reads the same files, so all stop together
+        check_save_target(args)
+    except PreAlignError as err:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {err}", file=sys.stderr)
+        return 1
     if args.stage == "align":
         from megatron_prealign.training.align import run
     else:

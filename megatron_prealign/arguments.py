@@ -15,6 +15,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from megatron_prealign.data.tokenizer import SUPPORTED_TYPES as TOKENIZER_TYPES
 from megatron_prealign.errors import PreAlignError
 
 
@@ -130,9 +131,8 @@ def _data_group(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--multiple-validation-sets", action="store_true",
                    help="Evaluate each --valid-data-path prefix on its own ('lm loss <name>').")
     g.add_argument("--mock-data", action="store_true", help="Synthetic tokens (no --data-path).")
-    g.add_argument("--tokenizer-type", default=None,
-                   choices=["SentencePieceTokenizer", "GPTSentencePieceTokenizer",
-                            "HuggingFaceTokenizer", "NullTokenizer"])
+    g.add_argument("--tokenizer-type", default=None, choices=TOKENIZER_TYPES,
+                   help="Megatron-LM's tokenizer name; the same list as tools/preprocess_data.py.")
     g.add_argument("--tokenizer-model", default=None, help="Tokenizer model file or directory.")
     g.add_argument("--vocab-size", type=int, default=None, help="Vocabulary of NullTokenizer.")
     g.add_argument("--english-clone", action="store_true",
@@ -144,7 +144,14 @@ def _data_group(parser: argparse.ArgumentParser) -> None:
 
 def _checkpoint_group(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("checkpointing")
-    g.add_argument("--save", default=None, help="Checkpoint directory to save to.")
+    g.add_argument("--save", default=None,
+                   help="Checkpoint directory to save to. One that holds another run's checkpoints is "
+                        "refused unless this run resumes it (--load the same directory) or "
+                        "--override-save is given; one job at a time may write there.")
+    g.add_argument("--override-save", action="store_true",
+                   help="Let this run save into a --save directory that holds another run's "
+                        "checkpoints: its iteration directories are replaced as this run reaches "
+                        "them and the tracker follows this run.")
     g.add_argument("--load", default=None, help="Checkpoint directory to resume from.")
     g.add_argument("--save-interval", type=int, default=None, help="Save every N steps.")
     g.add_argument("--no-load-optim", action="store_true", help="Do not load optimizer state.")
@@ -315,6 +322,11 @@ def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) ->
 
     # Batch.
     dp = args.data_parallel_size
+    for flag, value in (("--micro-batch-size", args.micro_batch_size),
+                        ("--global-batch-size", args.global_batch_size),
+                        ("--eval-iters", args.eval_iters)):
+        if value is not None and value < 1:
+            _fail(f"{flag} must be >= 1, got {value}")
     if args.global_batch_size is None:
         args.global_batch_size = args.micro_batch_size * dp
     if args.global_batch_size % (args.micro_batch_size * dp):
@@ -372,6 +384,8 @@ def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) ->
         _fail("--save-interval must be >= 1")
     if args.save_interval and not args.save:
         _fail("--save-interval needs --save DIR")
+    if args.override_save and not args.save:
+        _fail("--override-save needs --save DIR")
     if args.exit_signal_handler and not args.save:
         _fail("--exit-signal-handler saves a checkpoint on SIGTERM: give --save DIR")
     if args.finetune and not args.load:

@@ -3,7 +3,8 @@
 Megatron-Core assumes CUDA in a few places that lie on the paths we use (GPTModel forward/backward,
 tensor/pipeline/data parallelism over gloo, the Megatron optimizer, dist_checkpointing). On a machine
 without CUDA, ``apply()`` installs the smallest set of patches that makes those paths run; with CUDA
-present it does nothing at all, so GPU clusters run unmodified Megatron-Core.
+present it installs only patch 7's tie of the checkpoint processes to their parent (a process leak
+that upstream has on every machine), so GPU clusters otherwise run unmodified Megatron-Core.
 
 Patches (each checked by ``tests/test_cpu_compat.py``, which fails loudly when upstream changes):
 
@@ -26,11 +27,17 @@ Patches (each checked by ``tests/test_cpu_compat.py``, which fails loudly when u
    unchanged; ``torch.compile`` itself is restored right after the import
    (``deferred_torch_compile``, also used by the data tools).
 
-7. ``dist_checkpointing`` collects its writers' results through a multiprocessing manager that it
-   starts with ``spawn`` (forking a CUDA process is unsafe). The spawned manager re-imports torch to
-   unpickle the results: 3-4 s at the first save of every training process and 1-2 s more at exit,
-   on CPU, where there is no CUDA context to protect. Without CUDA the manager is forked instead
-   (``_fork_write_results_queue``); the queue and everything that flows through it are unchanged.
+7. ``dist_checkpointing`` saves through child processes: a multiprocessing manager that collects
+   the write results (started with ``spawn`` at the first save, kept for the process's life) and
+   writer processes forked for each save. Nothing ties them to their parent: when a rank is killed
+   (SIGKILL, the OOM killer, a scheduler), the manager lives on as an orphan of ~250 MB, and a writer
+   killed mid-save can hang for ever. On every machine each of them therefore first calls
+   ``_die_with_parent`` (``PR_SET_PDEATHSIG``: the kernel kills it when its parent dies): the
+   manager as its initializer (``_write_results_queue``), a writer on entry
+   (``_writer_dying_with_parent``). The spawned manager also re-imports torch to unpickle the
+   results: 3-4 s at the first save of every training process and 1-2 s more at exit, on CPU,
+   where there is no CUDA context to protect; without CUDA it is forked instead. What the processes
+   write and pass on is unchanged.
 
 Patch 3 fills torch's cache of factory functions before wrapping them, so that
 ``with torch.device(...)`` (transformers builds models under ``torch.device("meta")``) still
@@ -43,7 +50,13 @@ does this, and nothing else in the package patches upstream code.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
+import os
+import signal
+import sys
+import threading
+import time
 from typing import Callable, List, Union
 
 import torch
@@ -123,17 +136,62 @@ def _lazy_compile(real_compile: Callable) -> Callable:
     return lazy_compile
 
 
-def _fork_write_results_queue(filesystem_async):
-    """``filesystem_async._get_write_results_queue`` with a forked manager (patch 7)."""
+def _write_results_queue(filesystem_async, start_method: str):
+    """``filesystem_async._get_write_results_queue`` whose manager dies with its parent (patch 7)."""
     import multiprocessing
+    from multiprocessing.managers import SyncManager
 
     def get_write_results_queue():
         if filesystem_async._results_queue is None:
-            manager = multiprocessing.get_context("fork").Manager()
+            manager = SyncManager(ctx=multiprocessing.get_context(start_method))
+            manager.start(_die_with_parent, (os.getpid(),))
             filesystem_async._results_queue = manager.Queue()
         return filesystem_async._results_queue
 
+    get_write_results_queue.__prealign_cpu_patch__ = True
     return get_write_results_queue
+
+
+def _writer_dying_with_parent(write: Callable) -> Callable:
+    """``FileSystemWriterAsync.write_preloaded_data``, run in a forked writer process, tied to its
+    parent first (patch 7)."""
+    import multiprocessing
+
+    @functools.wraps(write)
+    def tied_write(*args, **kwargs):
+        parent = multiprocessing.parent_process()
+        if parent is not None:  # in a child process, not called in place
+            _die_with_parent(parent.pid)
+        return write(*args, **kwargs)
+
+    tied_write.__prealign_cpu_patch__ = True
+    return tied_write
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """In a child process: get killed when ``parent_pid`` dies (patch 7).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, which the kernel acts on when the thread that
+    started the child exits (the saves run on the main thread); elsewhere a daemon thread checks the
+    parent once a second. A parent that died before the tie existed is caught by the pid check.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    else:
+        threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 @contextlib.contextmanager
@@ -151,15 +209,17 @@ def deferred_torch_compile():
 
 
 def apply() -> bool:
-    """Install the CPU patches if CUDA is unavailable. Idempotent.
+    """Install the CPU patches if CUDA is unavailable; with CUDA only patch 7's parent tie.
+    Idempotent.
 
     Returns:
-        True if the patches are active after the call, False on CUDA machines (nothing patched).
+        True if the CPU patches are active after the call, False on CUDA machines.
     """
     global _applied
     if _applied:
         return True
     if torch.cuda.is_available():
+        _tie_checkpoint_processes_to_parent("spawn")  # upstream's start method, kept with CUDA
         return False
 
     torch.cuda.current_device = lambda: "cpu"
@@ -175,7 +235,6 @@ def apply() -> bool:
     torch.Tensor.cuda = _tensor_stays_on_cpu
 
     with deferred_torch_compile():
-        import megatron.core.dist_checkpointing.strategies.filesystem_async as filesystem_async
         import megatron.core.optimizer.optimizer as megatron_optimizer
 
     if not hasattr(megatron_optimizer, "clip_grad_by_total_norm_fp32"):
@@ -185,12 +244,27 @@ def apply() -> bool:
             "megatron_prealign/cpu_compat.py for the installed version."
         )
     megatron_optimizer.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
-    if not hasattr(filesystem_async, "_get_write_results_queue"):
-        raise RuntimeError(
-            "megatron.core.dist_checkpointing.strategies.filesystem_async._get_write_results_queue "
-            f"is gone: the CPU compatibility layer targets megatron-core {SUPPORTED_MEGATRON_CORE}; "
-            "update megatron_prealign/cpu_compat.py for the installed version."
-        )
-    filesystem_async._get_write_results_queue = _fork_write_results_queue(filesystem_async)
+    _tie_checkpoint_processes_to_parent("fork")
     _applied = True
     return True
+
+
+def _tie_checkpoint_processes_to_parent(start_method: str) -> None:
+    """Install patch 7 (idempotent)."""
+    with deferred_torch_compile():
+        import megatron.core.dist_checkpointing.strategies.filesystem_async as filesystem_async
+
+    writer = getattr(filesystem_async, "FileSystemWriterAsync", None)
+    queue = getattr(filesystem_async, "_get_write_results_queue", None)
+    if queue is None or not hasattr(filesystem_async, "_results_queue") or \
+            not hasattr(writer, "write_preloaded_data"):
+        raise RuntimeError(
+            "megatron.core.dist_checkpointing.strategies.filesystem_async's _get_write_results_queue "
+            "or FileSystemWriterAsync.write_preloaded_data is gone: the CPU compatibility layer "
+            f"targets megatron-core {SUPPORTED_MEGATRON_CORE}; update megatron_prealign/cpu_compat.py "
+            "for the installed version."
+        )
+    if not getattr(queue, "__prealign_cpu_patch__", False):
+        filesystem_async._get_write_results_queue = _write_results_queue(filesystem_async, start_method)
+    if not getattr(writer.write_preloaded_data, "__prealign_cpu_patch__", False):
+        writer.write_preloaded_data = staticmethod(_writer_dying_with_parent(writer.write_preloaded_data))

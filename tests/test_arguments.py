@@ -25,7 +25,7 @@ EXPECTED_FLAGS = sorted("""
 --min-lr --mock-data --multiple-validation-sets --no-disable-bias-linear --no-load-optim
 --no-load-rng --no-save-optim --no-swiglu --no-untie-embeddings-and-output-weights --norm-epsilon
 --normalization --num-attention-heads --num-layers --num-query-groups --num-workers
---overlap-grad-reduce --overlap-param-gather --pipeline-model-parallel-size
+--overlap-grad-reduce --overlap-param-gather --override-save --pipeline-model-parallel-size
 --position-embedding-type --pretrained-checkpoint --pretrained-reinit --recompute-granularity --recompute-method
 --recompute-num-layers --rotary-base --rotary-percent --save --save-interval --seed --seq-length
 --sequence-parallel --split --stage --swiglu --tensor-model-parallel-size --tensorboard-dir
@@ -61,6 +61,7 @@ def test_flag_set_is_pinned():
     pytest.param(["--bf16"], 1, "--bf16 needs CUDA", marks=cpu_only),
     (["--lr-warmup-fraction", "0.1", "--lr-warmup-iters", "5"], 1, "mutually exclusive"),
     (["--save-interval", "5"], 1, "--save-interval needs --save DIR"),
+    (["--override-save"], 1, "--override-save needs --save DIR"),
     (["--seq-length", "1024", "--max-position-embeddings", "512"], 1, "exceeds --max-position-embeddings"),
 ], ids=lambda x: str(x)[:40])
 def test_inconsistent_flags_are_named(argv, world, message):
@@ -126,3 +127,29 @@ def test_alignment_stage_flags(tmp_path):
     with pytest.raises(ArgumentError, match="needs every layer on one stage"):
         parse_args(MOCK + ["--alignment-eval-dictionary", f"dev={dictionary}",
                            "--pipeline-model-parallel-size", "2"], world_size=2)
+
+
+def _choices(parser, flag):
+    return next(a.choices for a in parser._actions if flag in a.option_strings)
+
+
+def test_training_accepts_every_tokenizer_type_that_preprocessing_accepts():
+    """Shards made with a --tokenizer-type (Llama2Tokenizer, say) must be trainable with it: one
+    list for both entry points, and the training side builds each SentencePiece type."""
+    import importlib.util
+
+    from megatron_prealign.training.loop import build_tokenizer_for
+
+    tool = REPO_ROOT / "tools" / "preprocess_data.py"
+    spec = importlib.util.spec_from_file_location("preprocess_data", tool)
+    preprocess = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(preprocess)
+    training = _choices(build_parser(), "--tokenizer-type")
+    assert list(training) == list(_choices(preprocess.build_parser(), "--tokenizer-type"))
+    assert "Llama2Tokenizer" in training
+    model = str(REPO_ROOT / "tests" / "fixtures" / "data" / "sp_unigram.model")
+    for kind in ("SentencePieceTokenizer", "GPTSentencePieceTokenizer", "Llama2Tokenizer"):
+        args = parse_args(MOCK + ["--tokenizer-type", kind, "--tokenizer-model", model], world_size=1)
+        tokenizer = build_tokenizer_for(args)
+        assert (tokenizer.tokenizer_type, tokenizer.vocab_size) == (kind, 500)
+        assert args.padded_vocab_size == 512

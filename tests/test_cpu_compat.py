@@ -1,11 +1,17 @@
-"""The CPU layer: each patch is still needed by megatron-core, works, and is inert with CUDA.
+"""The CPU layer: each patch is still needed by megatron-core, works, and is inert with CUDA (but
+for patch 7's tie of the checkpoint processes to their parent, which every machine needs).
 
 Patches are process-global, so every check runs in a fresh interpreter.
 """
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+
+import pytest
 
 from tests.conftest import REPO_ROOT, cpu_only
 
@@ -152,3 +158,60 @@ def test_checkpoint_results_manager_is_spawned_upstream_and_forked_on_cpu():
     assert run_python(code.format(apply="")).split() == ["SpawnProcess", "[0,", "1,", "2]"]
     forked = run_python(code.format(apply="from megatron_prealign import cpu_compat; cpu_compat.apply()"))
     assert forked.split() == ["ForkProcess", "[0,", "1,", "2]"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+@pytest.mark.parametrize("cuda, prctl", [(False, True), (True, True), (False, False)],
+                         ids=["cpu-forked", "cuda-spawned", "cpu-forked-without-prctl"])
+def test_checkpoint_results_manager_dies_with_its_parent(tmp_path, cuda, prctl):
+    """Killing a process (SIGKILL: nothing of it runs) kills the manager it started for
+    dist_checkpointing, forked on CPU or spawned as upstream does with CUDA, also where there is no
+    prctl (not Linux); the per-save writer processes are tied to their parent on both too
+    (``tests/training/test_save_safety.py`` kills a rank mid-save)."""
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal, warnings
+        warnings.simplefilter("ignore")
+        if __name__ == "__main__":  # spawn re-imports the main module
+            import torch
+            if {cuda}:
+                torch.cuda.is_available = lambda: True
+            from megatron_prealign import cpu_compat
+            if not {prctl}:  # what the forked manager sees on macOS
+                import types
+                cpu_compat.sys = types.SimpleNamespace(platform="darwin")
+            cpu_compat.apply()
+            import megatron.core.dist_checkpointing.strategies.filesystem_async as fa
+            queue = fa._get_write_results_queue()
+            queue.put(1)
+            assert queue.get() == 1
+            writer_tied = getattr(fa.FileSystemWriterAsync.write_preloaded_data, "__prealign_cpu_patch__", 0)
+            print(queue._manager._process.pid, type(queue._manager._process).__name__, bool(writer_tied),
+                  flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+    """))
+    out = tmp_path / "out"
+    with open(out, "w") as f:  # not a pipe: the manager inherits it and may outlive the parent
+        proc = subprocess.run([sys.executable, str(script)], cwd=REPO_ROOT, stdout=f,
+                              stderr=subprocess.STDOUT, timeout=180,
+                              env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    assert proc.returncode == -signal.SIGKILL, out.read_text()[-3000:]
+    pid, kind, writer_tied = out.read_text().split()[-3:]
+    pid = int(pid)
+    deadline = time.time() + 30
+    while _alive(pid) and time.time() < deadline:
+        time.sleep(0.1)
+    try:
+        assert not _alive(pid), f"the manager (pid {pid}) outlived its parent"
+        assert (kind, writer_tied) == ("SpawnProcess" if cuda else "ForkProcess", "True")
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)

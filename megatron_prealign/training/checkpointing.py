@@ -15,8 +15,14 @@ parallel layout is unchanged: a different layout cannot have the same per-rank s
 
 Safety: a checkpoint is written to ``iter_XXXXXXX.incomplete`` and renamed once every rank has
 finished, then the tracker file is replaced atomically; an interrupted save never looks complete
-and never replaces the previous one. Loading refuses, with the path and the reason, a directory
-without a tracker, a truncated iteration directory, or one that megatron-prealign did not write.
+and never replaces the previous one, and an ``.incomplete`` directory is never loaded. Loading
+refuses, with the path and the reason, a directory without a tracker, a truncated iteration
+directory (a shard file shorter than the checkpoint's index says: the message names the previous
+intact checkpoint and how to resume from it), or one that megatron-prealign did not write.
+``check_save_target`` refuses, before anything is built, a ``--save`` that cannot be written or that
+holds another run's checkpoints (``--load`` elsewhere, or none) unless ``--override-save``; a
+running job holds ``DIR/.lock`` (``LOCK_FILENAME``), so a second job on the same ``--save`` is
+refused too.
 Run arguments are stored as JSON (never a pickled Namespace) and everything loads with torch's
 ``weights_only`` unpickler.
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 from argparse import Namespace
 from dataclasses import dataclass
@@ -35,12 +42,17 @@ import numpy as np
 import torch
 from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing.mapping import ShardedObject
+from torch.distributed.checkpoint.api import CheckpointException
 
 from megatron_prealign.arguments import args_to_json
 from megatron_prealign.errors import PreAlignError
+from megatron_prealign.files import check_output_parent
 
 TRACKER_FILENAME = "latest_checkpointed_iteration.txt"
 META_FILENAME = "prealign_checkpoint.json"
+LOCK_FILENAME = ".lock"
+INCOMPLETE = ".incomplete"
+ITERATION_NAME = re.compile(r"iter_(\d{7})")
 FORMAT_VERSION = 1
 
 
@@ -160,7 +172,14 @@ def save_checkpoint(root: str, iteration: int, consumed_samples: int, model: Lis
                                 rng=_rng_state(), is_loading=False)
     state["iteration"] = iteration
     state["consumed_samples"] = consumed_samples
-    dist_checkpointing.save(state, temp_dir)
+    try:
+        dist_checkpointing.save(state, temp_dir)
+    except (Exception, CheckpointException) as err:  # e.g. a full disk, after hours of training
+        newest = newest_saved_iteration(root)
+        kept = (f"{root}'s newest complete checkpoint (iteration {newest}) is untouched: resume from "
+                f"it with --load {root}" if newest is not None else "no earlier checkpoint exists")
+        raise CheckpointError(f"saving {temp_dir} failed ({_describe_failure(err)}); {kept}. Make room "
+                              f"or fix the directory first ({temp_dir} can be deleted)") from err
     _barrier()
     if _rank() == 0:
         meta = {
@@ -185,23 +204,59 @@ def save_checkpoint(root: str, iteration: int, consumed_samples: int, model: Lis
     return final_dir
 
 
+def _describe_failure(err: BaseException) -> str:
+    """One line for an error of dist_checkpointing: torch's CheckpointException carries each rank's
+    exception and prints their tracebacks; name the first rank's exception instead."""
+    if isinstance(err, CheckpointException) and err.failures:
+        rank, (err, _) = next(iter(sorted(err.failures.items(), key=lambda item: item[0])))
+        return f"rank {rank}: {type(err).__name__}: {err}"
+    return f"{type(err).__name__}: {err}"
+
+
 def has_checkpoint(root: str) -> bool:
     """Whether ``root`` holds a complete checkpoint to resume (tracker file or iteration dir)."""
     return os.path.isfile(os.path.join(root, TRACKER_FILENAME)) or \
         os.path.isfile(os.path.join(root, META_FILENAME))
 
 
+def is_incomplete(path: str) -> bool:
+    """Whether ``path`` is a save that never finished (``iter_XXXXXXX.incomplete``)."""
+    return os.path.basename(os.path.normpath(path)).endswith(INCOMPLETE)
+
+
+def saved_iterations(root: str) -> List[int]:
+    """Iterations of the finished iteration directories under ``root``, oldest first."""
+    if not os.path.isdir(root):
+        return []
+    return sorted(int(match.group(1)) for match in map(ITERATION_NAME.fullmatch, os.listdir(root))
+                  if match and os.path.isdir(os.path.join(root, match.group(0))))
+
+
 def looks_started(root: str) -> bool:
     """Whether ``root`` holds anything checkpoint-like (so a missing tracker is an error, not a
     fresh start)."""
-    if not os.path.isdir(root):
-        return False
-    return any(name.startswith("iter_") and not name.endswith(".incomplete") or
-               name == TRACKER_FILENAME for name in os.listdir(root))
+    return bool(saved_iterations(root)) or os.path.isfile(os.path.join(root, TRACKER_FILENAME))
+
+
+def newest_saved_iteration(root: str) -> Optional[int]:
+    """The newest iteration a run saved under ``root`` (the tracker's, else the highest iteration
+    directory); None when ``root`` holds no run's checkpoints (``.incomplete`` ones never count)."""
+    tracker = os.path.join(root, TRACKER_FILENAME)
+    text = open(tracker).read().strip() if os.path.isfile(tracker) else ""
+    if text.isdigit():
+        return int(text)
+    found = saved_iterations(root)
+    return found[-1] if found else (0 if os.path.isfile(tracker) else None)
 
 
 def find_checkpoint(root: str) -> str:
     """The newest complete iteration directory under ``root`` (or ``root`` itself if it is one)."""
+    if is_incomplete(root):
+        parent = os.path.dirname(os.path.normpath(root)) or "."
+        raise CheckpointError(
+            f"{root}: an interrupted save (its name ends in {INCOMPLETE}), which is never loadable; "
+            f"load {parent} (its {TRACKER_FILENAME} names the newest complete checkpoint) or one of "
+            f"its complete iteration directories")
     if os.path.isfile(os.path.join(root, META_FILENAME)):
         return root
     tracker = os.path.join(root, TRACKER_FILENAME)
@@ -219,9 +274,21 @@ def find_checkpoint(root: str) -> str:
     return path
 
 
+def checkpoint_source(args: Namespace) -> Optional[str]:
+    """The directory this run loads: ``--load`` when it holds a checkpoint (or something that
+    cannot be loaded, whose error beats a silent fresh start), else ``--pretrained-checkpoint``;
+    None for a run from scratch."""
+    load = getattr(args, "load", None)
+    if load and (has_checkpoint(load) or looks_started(load) or is_incomplete(load)):
+        return load
+    return getattr(args, "pretrained_checkpoint", None)
+
+
 def read_meta(path: str) -> dict:
     """Our metadata of a checkpoint directory, validating that it is complete."""
     meta_path = os.path.join(path, META_FILENAME)
+    if is_incomplete(path):
+        find_checkpoint(path)  # raises: never loadable, whatever it holds
     if not os.path.isfile(meta_path):
         raise CheckpointError(f"{path}: no {META_FILENAME}; the checkpoint is truncated or was not "
                               "written by megatron-prealign")
@@ -235,7 +302,90 @@ def read_meta(path: str) -> dict:
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{meta_path}: format version {meta.get('format_version')}, "
                               f"this code reads version {FORMAT_VERSION}")
+    problem = _shard_files_problem(path)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}; this checkpoint cannot be loaded. "
+                              + _previous_checkpoint_hint(path))
     return meta
+
+
+def _shard_files_problem(path: str) -> Optional[str]:
+    """What is wrong with the tensor files of a ``torch_dist`` checkpoint: a missing or unreadable
+    index (``.metadata``), or a ``.distcp`` file shorter than the bytes the index places in it
+    (a save or copy cut short). None when every file is whole."""
+    from torch.distributed.checkpoint import FileSystemReader
+
+    try:
+        metadata = FileSystemReader(path).read_metadata()
+    except Exception as err:  # missing, cut short or garbled: the pickle's own errors vary
+        return f".metadata (the index of the tensor files) cannot be read ({type(err).__name__}: {err})"
+    needed = {}
+    for info in metadata.storage_data.values():
+        needed[info.relative_path] = max(needed.get(info.relative_path, 0), info.offset + info.length)
+    for name, size in sorted(needed.items()):
+        file = os.path.join(path, name)
+        have = os.path.getsize(file) if os.path.isfile(file) else None
+        if have is None:
+            return f"{name} is missing"
+        if have < size:
+            return f"{name} is cut short ({have} bytes; the checkpoint's index places {size} bytes in it)"
+    return None
+
+
+def _previous_checkpoint_hint(path: str) -> str:
+    """Where to resume from instead of the damaged iteration directory ``path``."""
+    root, name = os.path.split(os.path.normpath(path))
+    match = ITERATION_NAME.fullmatch(name)
+    if not match:
+        return "Load another checkpoint."
+    for iteration in reversed([i for i in saved_iterations(root) if i < int(match.group(1))]):
+        previous = iteration_dir(root, iteration)
+        try:
+            read_meta(previous)
+        except CheckpointError:
+            continue
+        return (f"The previous checkpoint {previous} (iteration {iteration}) is intact: resume from "
+                f"it with --load {previous}, or write {iteration} into "
+                f"{os.path.join(root, TRACKER_FILENAME)}")
+    return f"{root} holds no earlier intact checkpoint."
+
+
+def check_save_target(args: Namespace) -> None:
+    """Refuse, before anything is built, a ``--save`` this run must not write into.
+
+    It must be writable, and it must not hold another run's checkpoints: only a resume of that
+    run (``--load`` the same directory, or one of its iteration directories, without
+    ``--finetune``) or ``--override-save`` may write there, since a run from iteration 0 replaces
+    ``iter_*`` directories and moves the tracker back. Reads files only, identically on every rank,
+    so all ranks refuse together without a collective.
+    """
+    save = getattr(args, "save", None)
+    if not save:
+        return
+    check_output_parent(os.path.join(save, TRACKER_FILENAME), "--save")
+    newest = newest_saved_iteration(save)
+    if newest is None or getattr(args, "override_save", False):
+        return
+    load = getattr(args, "load", None)
+    if load and not args.finetune and _same_run(load, save):
+        return
+    if args.finetune:
+        why, resume = "--finetune starts again at iteration 0", f"pass --load {save} without --finetune"
+    else:
+        why = f"--load {load} is another directory" if load else "no --load"
+        resume = f"pass --load {save}"
+    raise CheckpointError(
+        f"--save {save} already holds another run's checkpoints (newest: iteration {newest}); this "
+        f"run does not resume it ({why}) and would overwrite its iter_* directories and move its "
+        f"tracker back. To resume that run, {resume}; to let this run write there anyway, pass "
+        "--override-save; or choose a new --save directory.")
+
+
+def _same_run(load: str, save: str) -> bool:
+    """``--load`` names ``--save`` itself or one of its iteration directories."""
+    load, save = os.path.realpath(load), os.path.realpath(save)
+    return load == save or (os.path.dirname(load) == save
+                            and ITERATION_NAME.fullmatch(os.path.basename(load)) is not None)
 
 
 def check_model_compatible(meta: dict, args: Namespace, path: str) -> None:
@@ -291,8 +441,10 @@ def load_checkpoint(root: str, model: List, optimizer, scheduler, args: Namespac
         state.pop("rng_state", None)
     try:
         loaded = dist_checkpointing.load(state, path)
-    except Exception as err:  # surface the path: upstream messages name only shard files
-        raise CheckpointError(f"{path}: could not be loaded ({type(err).__name__}: {err})") from err
+    # Surface the path: upstream messages name only shard files. torch's CheckpointException, which
+    # wraps every rank's read errors, derives from BaseException.
+    except (Exception, CheckpointException) as err:
+        raise CheckpointError(f"{path}: could not be loaded ({_describe_failure(err)})") from err
     unwrap(model[0]).load_state_dict(loaded["model"], strict=True)
     if load_optimizer:
         optimizer.load_state_dict(loaded["optimizer"])

@@ -1,16 +1,18 @@
 """The training loop, assembled from Megatron-Core parts.
 
-``setup`` builds, in order: process groups (``parallel_state``), the tokenizer, this rank's
-``GPTModel`` chunk wrapped in Megatron-Core's ``DistributedDataParallel``, the Megatron optimizer
-(``get_megatron_optimizer``: distributed optimizer on GPU when asked), the ``OptimizerParamScheduler``,
-and restores a checkpoint. ``train`` then repeats ``train_step`` and delegates to ``save``,
-``evaluate`` and the exit controller. Stage 1 (alignment) and stage 2 (pretraining) share all of it
-and differ only in their ``forward_step`` and data.
+``setup`` builds, in order: process groups (``parallel_state``), the lock on ``--save`` (held by
+rank 0 until ``run_entry`` ends), the tokenizer, this rank's ``GPTModel`` chunk wrapped in
+Megatron-Core's ``DistributedDataParallel``, the Megatron optimizer (``get_megatron_optimizer``:
+distributed optimizer on GPU when asked), the ``OptimizerParamScheduler``, and restores a
+checkpoint. ``train`` then repeats ``train_step`` and delegates to ``save``, ``evaluate`` and the
+exit controller. Stage 1 (alignment) and stage 2 (pretraining) share all of it and differ only in
+their ``forward_step`` and data.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from argparse import Namespace
 from dataclasses import dataclass
@@ -22,6 +24,10 @@ from megatron_prealign.arguments import padded_vocab_size
 from megatron_prealign.training.initialize import device, initialize_distributed
 
 EvalCallback = Callable[[List[torch.nn.Module], int], Dict[str, float]]
+
+# Locks that live as long as the run (``--save``'s), released when ``run_entry`` ends.
+_run_locks = contextlib.ExitStack()
+_locked_paths: set = set()
 
 
 @dataclass
@@ -38,13 +44,59 @@ class TrainingState:
 
 
 def build_tokenizer_for(args: Namespace):
+    """This run's tokenizer; sets ``args.padded_vocab_size`` (see ``choose_padded_vocab_size``)."""
     from megatron_prealign.data.tokenizer import build_tokenizer
 
     tokenizer = build_tokenizer(args.tokenizer_type, args.tokenizer_model,
                                 vocab_size=args.vocab_size, english_clone=args.english_clone)
-    args.padded_vocab_size = padded_vocab_size(tokenizer.vocab_size, args.make_vocab_size_divisible_by,
-                                               args.tensor_model_parallel_size)
+    args.padded_vocab_size = choose_padded_vocab_size(args, tokenizer.vocab_size)
     return tokenizer
+
+
+def choose_padded_vocab_size(args: Namespace, vocab_size: int) -> int:
+    """The embedding's row count: the checkpoint's when this run loads one, else Megatron's rule.
+
+    Megatron-LM pads the vocabulary to a multiple of --make-vocab-size-divisible-by x TP, so the same
+    tokenizer pads differently at another TP (513 ids: 640 rows at TP=1, 768 at TP=2) and a stage-1
+    checkpoint would not load into a stage 2 at another layout. The padding rows carry no token:
+    keeping the checkpoint's count (when it holds every id and splits over this TP) gives the
+    same model at every layout. Runs before the model is built.
+
+    Raises:
+        CheckpointError: the checkpoint's rows are fewer than the tokenizer's ids, or do not split
+            over this run's TP; or the checkpoint cannot be read.
+    """
+    from megatron_prealign.training import checkpointing
+
+    tp = args.tensor_model_parallel_size
+    own = padded_vocab_size(vocab_size, args.make_vocab_size_divisible_by, tp)
+    source = checkpointing.checkpoint_source(args)
+    if source is None:
+        return own
+    path = checkpointing.find_checkpoint(source)
+    saved = checkpointing.read_meta(path)["args"].get("padded_vocab_size")
+    if saved is None or saved == own:
+        return own
+    if saved < vocab_size:
+        raise checkpointing.CheckpointError(
+            f"{path} has an embedding of {saved} rows but this run's tokenizer has {vocab_size} ids: "
+            "the checkpoint was trained with another tokenizer (--tokenizer-model, --vocab-size, "
+            "--english-clone)")
+    if saved % tp:
+        raise checkpointing.CheckpointError(
+            f"{path} has a padded vocabulary of {saved} rows, which --tensor-model-parallel-size {tp} "
+            f"does not divide (this run alone would pad {vocab_size} ids to {own}); choose a TP that "
+            f"divides {saved}")
+    if getattr(args, "padded_vocab_size", None) != saved and _rank() == 0:  # once per run
+        print(f"vocabulary: {vocab_size} ids in {saved} rows as in {path} (at TP={tp} a fresh run "
+              f"would pad to {own}; padding rows hold no token)", flush=True)
+    return saved
+
+
+def _rank() -> int:
+    if torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return int(os.environ.get("RANK", "0"))
 
 
 def build_optimizer(args: Namespace, model: List[torch.nn.Module]):
@@ -84,6 +136,7 @@ def build_optimizer(args: Namespace, model: List[torch.nn.Module]):
 def setup(args: Namespace, model_builder: Optional[Callable] = None) -> TrainingState:
     """Build process groups, tokenizer, model, optimizer and scheduler; load ``--load``."""
     initialize_distributed(args)
+    lock_save_dir(args)
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
     from megatron.core.distributed.finalize_model_grads import finalize_model_grads
 
@@ -113,6 +166,30 @@ def setup(args: Namespace, model_builder: Optional[Callable] = None) -> Training
     return state
 
 
+def lock_save_dir(args: Namespace) -> None:
+    """Rank 0 locks ``--save`` (``DIR/.lock``) until ``run_entry`` ends: a second job writing
+    there is refused. The outcome is agreed over all ranks, so every rank stops together."""
+    from megatron_prealign.files import OutputError, output_lock
+    from megatron_prealign.training.checkpointing import LOCK_FILENAME, CheckpointError
+
+    if not args.save:
+        return
+    path = os.path.join(os.path.abspath(args.save), LOCK_FILENAME)
+    refusal = None
+    if torch.distributed.get_rank() == 0 and path not in _locked_paths:
+        try:
+            _run_locks.enter_context(output_lock(path, f"--save {args.save}"))
+            _locked_paths.add(path)
+        except OutputError as err:
+            refusal = err
+    failed = torch.tensor([float(refusal is not None)], device=device())
+    torch.distributed.all_reduce(failed, op=torch.distributed.ReduceOp.MAX)
+    if refusal is not None:
+        raise refusal
+    if failed.item():
+        raise CheckpointError(f"--save {args.save}: rank 0 could not lock it (see rank 0's error)")
+
+
 def restore(state: TrainingState) -> None:
     """Resume ``--load`` if it holds a checkpoint; else start from ``--pretrained-checkpoint``'s
     weights (fresh optimizer, schedule, iteration and data position) or from scratch."""
@@ -120,7 +197,8 @@ def restore(state: TrainingState) -> None:
 
     args = state.args
     rank0 = torch.distributed.get_rank() == 0
-    if args.load and (checkpointing.has_checkpoint(args.load) or checkpointing.looks_started(args.load)):
+    source = checkpointing.checkpoint_source(args)
+    if source is not None and source == args.load:
         loaded = checkpointing.load_checkpoint(  # raises a clear error for a damaged directory
             args.load, state.model, state.optimizer, state.scheduler, args,
             load_optimizer=not (args.finetune or args.no_load_optim),
@@ -269,23 +347,23 @@ def run_entry(body: Callable[[], None]) -> int:
 
     Failures with a message meant for the user (a NaN loss, a damaged checkpoint, a dictionary or
     tokenizer that does not fit) are printed once, by rank 0, and give exit code 1 on every rank;
-    anything else is a bug and keeps its traceback. Process groups are torn down either way.
+    anything else is a bug and keeps its traceback. Process groups are torn down and the run's
+    locks released either way.
     """
     import sys
 
-    from megatron_prealign.data.dictionary import DictionaryError
-    from megatron_prealign.data.tokenizer import TokenizerError
-    from megatron_prealign.training.checkpointing import CheckpointError
+    from megatron_prealign.errors import PreAlignError
     from megatron_prealign.training.initialize import destroy
-    from megatron_prealign.training.step import NonFiniteLossError
 
     try:
         body()
-    except (NonFiniteLossError, CheckpointError, DictionaryError, TokenizerError) as err:
-        if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+    except PreAlignError as err:
+        if _rank() == 0:
             print(f"error: {err}", file=sys.stderr, flush=True)
         return 1
     finally:
+        _run_locks.close()
+        _locked_paths.clear()
         if torch.distributed.is_initialized():
             destroy()
     return 0
