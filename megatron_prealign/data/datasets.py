@@ -24,10 +24,18 @@ How it plugs in: GPTDataset draws every sample through its low-level dataset's
 ``CodeSwitchedIndexedDataset`` whose ``get`` returns each position's input id and target id packed
 into one int64 (``pack_pair``), so Megatron's own sample/shuffle/padding logic runs unchanged; the
 sample is unpacked right after. The packing maps padding (Megatron's pad id, e.g. -1) to itself.
+
+Every sample's input and label ids are checked against the run's vocabulary (a vectorized min/max over
+one sample, nearly free): a shard made with a larger vocabulary would otherwise fail deep in the
+embedding with an IndexError (a device assert on GPU), or train the padding rows silently. The
+error names the shard, the document, the id and the vocabulary (``PreAlignDatasetConfig`` carries
+the padded size for the message). ``training.data`` checks the preprocessor's stats at start, so
+this per-sample check is the last guard, for shards without a stats file.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import numpy
@@ -37,9 +45,11 @@ from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 from megatron.core.datasets.indexed_dataset import IndexedDataset
 
 from megatron_prealign.data.codeswitch import IGNORE
+from megatron_prealign.data.shard_check import REBUILD, ShardError
 from megatron_prealign.data.shards import companion_prefix, ignore_value
 
 __all__ = [
+    "PreAlignDatasetConfig",
     "PreAlignGPTDataset",
     "CodeSwitchedIndexedDataset",
     "has_companion",
@@ -82,7 +92,7 @@ class CodeSwitchedIndexedDataset(IndexedDataset):
         **kwargs: passed to ``IndexedDataset`` for both files.
 
     Raises:
-        ValueError: the companion does not have the token shard's sequence lengths and documents.
+        ShardError: the companion does not have the token shard's sequence lengths and documents.
     """
 
     def __init__(self, path_prefix: str, **kwargs) -> None:
@@ -99,10 +109,9 @@ class CodeSwitchedIndexedDataset(IndexedDataset):
             and self.targets.index.dtype == self.index.dtype
         )
         if not same:
-            raise ValueError(
+            raise ShardError(
                 f"{prefix}.idx does not match {self.path_prefix}.idx (different sequence lengths, "
-                "documents or dtype): the companion belongs to another run. Re-run "
-                "tools/preprocess_data.py for this prefix."
+                f"documents or dtype): the companion belongs to another run; {REBUILD}."
             )
         self._ignore = ignore_value(self.targets.index.dtype)
 
@@ -122,10 +131,20 @@ class CodeSwitchedIndexedDataset(IndexedDataset):
         self._open_targets()
 
 
+@dataclass
+class PreAlignDatasetConfig(GPTDatasetConfig):
+    """A ``GPTDatasetConfig`` that also knows the run's padded vocabulary (for error messages)."""
+
+    padded_vocab_size: Optional[int] = None
+
+
 class PreAlignGPTDataset(GPTDataset):
     """GPTDataset that also serves code-switched samples (see the module docstring).
 
-    Args: as ``GPTDataset``; use an ordinary ``GPTDatasetConfig``.
+    Args: as ``GPTDataset``; an ordinary ``GPTDatasetConfig`` or a ``PreAlignDatasetConfig``.
+
+    Raises (from ``__getitem__``):
+        ShardError: a sample holds an id outside ``[0, tokenizer.vocab_size)``.
     """
 
     def __init__(self, indexed_dataset, dataset_path, indexed_indices, num_samples, index_split,
@@ -134,7 +153,9 @@ class PreAlignGPTDataset(GPTDataset):
                          config)
         self.code_switched = isinstance(self.dataset, CodeSwitchedIndexedDataset)
         self._sample_targets: Optional[numpy.ndarray] = None
+        self._sample_documents: Optional[numpy.ndarray] = None
         self._clone_eod = getattr(config.tokenizer, "clone_eod", None)
+        self._vocab_size = getattr(config.tokenizer, "vocab_size", None)
 
     @staticmethod
     def build_low_level_dataset(dataset_path: str, config: GPTDatasetConfig) -> IndexedDataset:
@@ -155,6 +176,7 @@ class PreAlignGPTDataset(GPTDataset):
 
     def _query_document_sample_shuffle_indices(self, idx: int) -> Tuple[numpy.ndarray, numpy.ndarray]:
         sample, document_ids = super()._query_document_sample_shuffle_indices(idx)
+        self._sample_documents = document_ids
         if self.code_switched:
             sample, self._sample_targets = unpack_pair(sample)
         return sample, document_ids
@@ -163,6 +185,9 @@ class PreAlignGPTDataset(GPTDataset):
         self._sample_targets = None
         item = super().__getitem__(idx)
         targets, self._sample_targets = self._sample_targets, None
+        self._check_ids(item["tokens"], "input")
+        if targets is None:  # with a companion the labels are checked below, once unpacked
+            self._check_ids(item["labels"], "label")
         if targets is None and not (self._clone_eod is not None and self.config.eod_mask_loss):
             return item
         loss_mask = item["loss_mask"].clone()  # never modify Megatron's cached mask in place
@@ -176,6 +201,7 @@ class PreAlignGPTDataset(GPTDataset):
             masked = (labels == self._pad_token_id) | (labels == IGNORE)
             loss_mask[masked] = 0.0
             labels[masked] = 0
+            self._check_ids(labels, "label")
             item["labels"] = labels
         if self._clone_eod is not None and self.config.eod_mask_loss:
             loss_mask[item["tokens"] == self._clone_eod] = 0.0
@@ -183,3 +209,22 @@ class PreAlignGPTDataset(GPTDataset):
             loss_mask = torch.zeros_like(loss_mask)
         item["loss_mask"] = loss_mask
         return item
+
+    def _check_ids(self, ids: torch.Tensor, kind: str) -> None:
+        """Raise ``ShardError`` if ``ids`` (Megatron's padding already mapped to 0) leave the vocabulary."""
+        if self._vocab_size is None or ids.numel() == 0:
+            return
+        low, high = int(ids.min()), int(ids.max())
+        if 0 <= low and high < self._vocab_size:
+            return
+        bad = low if low < 0 else high
+        documents = sorted({int(d) for d in numpy.atleast_1d(self._sample_documents)})
+        padded = getattr(self.config, "padded_vocab_size", None)
+        vocabulary = f"{self._vocab_size} ids" + (f", padded to {padded}" if padded else "")
+        raise ShardError(
+            f"{self.dataset_path}: {kind} id {bad} in a sample of document{'s' * (len(documents) > 1)} "
+            f"{', '.join(map(str, documents[:3]))}{', ...' * (len(documents) > 3)} "
+            f"is outside this run's vocabulary ({vocabulary}): the shard was made with another "
+            "tokenizer or --vocab-size. Train with the tokenizer flags the shard was made with, or "
+            "re-run tools/preprocess_data.py with this run's tokenizer."
+        )

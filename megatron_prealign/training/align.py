@@ -30,19 +30,45 @@ from megatron_prealign.alignment.loss import AlignmentLossConfig, alignment_loss
 from megatron_prealign.alignment.metrics import alignment_report
 from megatron_prealign.alignment.representations import LevelRecorder
 from megatron_prealign.data.alignment_dataset import Entry, EntryStream, collate_words, split_entries
-from megatron_prealign.data.dictionary import load_dictionary, tokenize_dictionary
+from megatron_prealign.data.dictionary import DictionaryError, load_dictionary, tokenize_dictionary
 from megatron_prealign.training.initialize import device
 
 SOURCE, TARGET = "source", "target"  # the first word of an entry vs the others
 
 
 def load_entries(path: str, tokenizer, max_tokens: int, *, log=print) -> List[Entry]:
-    """Dictionary file -> entries of word-initial token ids (concept id = entry order)."""
+    """Dictionary file -> entries of word-initial token ids (concept id = entry order).
+
+    Raises:
+        DictionaryError: the file cannot be read, or no entry keeps two usable words (the message
+            gives the counts of dropped words by reason).
+    """
     tokenized = tokenize_dictionary(load_dictionary(path), tokenizer, max_tokens=max_tokens)
     report = tokenized.report
+    if not report["concepts_in_file"]:
+        raise DictionaryError(f"{path}: the dictionary is empty (no entry), so there is nothing to "
+                              "align; give a dictionary with entries")
+    if not report["concepts"]:
+        dropped = ", ".join(f"{n} {why}" for why, n in report["dropped_words"].items()) or "none"
+        raise DictionaryError(
+            f"{path}: none of its {report['concepts_in_file']} entries keeps two distinct usable "
+            f"words with {tokenizer.describe()} ({report['words']} words; dropped: {dropped}). "
+            f"Raise --alignment-max-word-tokens (now {max_tokens}) if the words are long, or use a "
+            "dictionary and tokenizer of the same languages.")
     log(f"dictionary {path}: {report['concepts']} usable entries of {report['concepts_in_file']}, "
         f"{report['usable_words']} words; dropped words: {report['dropped_words'] or 'none'}")
     return [(concept, ids) for concept, ids in enumerate(tokenized.id_concepts())]
+
+
+def training_split(num_entries: int, args: Namespace):
+    """(train, held-out) entry indices of ``--alignment-dictionary``; refuses to train on none."""
+    train_idx, heldout_idx = split_entries(num_entries, args.alignment_heldout_fraction, args.seed)
+    if len(train_idx) == 0:
+        raise DictionaryError(
+            f"{args.alignment_dictionary}: --alignment-heldout-fraction "
+            f"{args.alignment_heldout_fraction} holds out all of its {num_entries} usable entries, "
+            "leaving none to train on; lower the fraction or add entries.")
+    return train_idx, heldout_idx
 
 
 def _pad_multiple(args: Namespace) -> int:
@@ -166,15 +192,19 @@ def build_evaluator(args: Namespace, tokenizer, heldout: Optional[List[Entry]] =
 
 def run(args: Namespace) -> int:
     """Stage 1: train on ``--alignment-dictionary``; returns the process exit code."""
-    from megatron_prealign.training.loop import run_entry, setup, train
+    from megatron_prealign.training.initialize import initialize_distributed
+    from megatron_prealign.training.loop import build_tokenizer_for, run_entry, setup, train
 
     def body() -> None:
-        state = setup(args)
+        # The dictionary is read before the model is built or a checkpoint loaded, so that an
+        # unusable one costs seconds; process groups first, so that rank 0 alone reports it.
+        initialize_distributed(args)
         rank0 = torch.distributed.get_rank() == 0
         log = print if rank0 else (lambda *a, **k: None)
-        entries = load_entries(args.alignment_dictionary, state.tokenizer,
+        entries = load_entries(args.alignment_dictionary, build_tokenizer_for(args),
                                args.alignment_max_word_tokens, log=log)
-        train_idx, heldout_idx = split_entries(len(entries), args.alignment_heldout_fraction, args.seed)
+        train_idx, heldout_idx = training_split(len(entries), args)
+        state = setup(args)
         log(f"stage 1: {len(train_idx)} training entries, {len(heldout_idx)} held out; levels: "
             f"{', '.join(args.alignment_level_names)}")
         config = AlignmentLossConfig(args.alignment_alpha, args.alignment_lm_weight,

@@ -7,8 +7,9 @@ from functools import partial
 
 import torch
 
-from megatron_prealign.training.data import build_datasets, make_loader
-from megatron_prealign.training.loop import run_entry, setup, train
+from megatron_prealign.training.data import build_datasets, check_training_data, make_loader
+from megatron_prealign.training.initialize import initialize_distributed
+from megatron_prealign.training.loop import build_tokenizer_for, run_entry, setup, train
 from megatron_prealign.training.step import lm_forward_step
 
 
@@ -16,6 +17,10 @@ def run(args: Namespace) -> int:
     """Run pretraining; returns the process exit code."""
 
     def body() -> None:
+        # The data is checked before the model is built or a checkpoint loaded, so that a bad shard
+        # or --split costs seconds; process groups first, so that rank 0 alone reports it.
+        initialize_distributed(args)
+        check_training_data(args, build_tokenizer_for(args))
         state = setup(args)
         train_ds, valid_sets = build_datasets(args, state.tokenizer)
         train_iterator = iter(make_loader(train_ds, state.consumed_samples, args))

@@ -1,6 +1,7 @@
 """PreAlignGPTDataset: identical to GPTDataset without a companion; switched inputs, original
 labels and masked spans with one; blendable with ordinary weights."""
 
+import dataclasses
 import os
 import pickle
 import shutil
@@ -155,3 +156,36 @@ def test_low_level_dataset_pickles(shards):
     again = pickle.loads(pickle.dumps(ds))
     assert np.array_equal(again.get(3, offset=1, length=5), ds.get(3, offset=1, length=5))
     assert os.path.exists(companion_prefix(shards["cs"]) + ".bin")
+
+
+@pytest.mark.parametrize("companion", [False, True])
+def test_ids_outside_the_vocabulary_are_named(tmp_path, companion):
+    """A sample with an id the run's embedding does not have: the shard, the id and the run's
+    vocabulary are named (before: an IndexError deep in the embedding, or silent padding rows)."""
+    from megatron_prealign.data.datasets import PreAlignDatasetConfig
+    from megatron_prealign.data.shard_check import ShardError
+    from megatron_prealign.data.tokenizer import build_tokenizer
+    from tests.data.shard_factory import make_shard, random_documents
+
+    tokenizer = build_tokenizer("NullTokenizer", None, vocab_size=512)  # ids 0..512 (EOD 512)
+    docs = random_documents(30, vocab=500)
+    bad = [d.copy() for d in docs]
+    bad[7][3] = 700
+    prefix = make_shard(tmp_path / "v_text_document", docs if companion else bad)
+    if companion:  # inputs fit; one target (a label) does not
+        make_shard(companion_prefix(prefix), bad)
+    config = PreAlignDatasetConfig(random_seed=1, sequence_length=64, blend=([prefix], None),
+                                   split="100,0,0", path_to_cache=str(tmp_path / "cache"),
+                                   tokenizer=tokenizer, reset_position_ids=False,
+                                   reset_attention_mask=False, eod_mask_loss=False, padded_vocab_size=640)
+    ds = build(PreAlignGPTDataset, config)
+    assert ds.code_switched == companion
+    with pytest.raises(ShardError) as err:
+        for i in range(len(ds)):
+            ds[i]
+    kind = "label" if companion else "input"
+    assert str(err.value).startswith(f"{prefix}: {kind} id 700 in a sample of document"), err.value
+    assert "(513 ids, padded to 640)" in str(err.value) and "tools/preprocess_data.py" in str(err.value)
+    whole = make_shard(tmp_path / "ok", docs)
+    good = build(PreAlignGPTDataset, dataclasses.replace(config, blend=([whole], None)))
+    assert all(int(good[i]["tokens"].max()) < 513 for i in range(len(good)))
