@@ -41,6 +41,15 @@ the dictionary from ``tools/make_english_clone.py``. Pretrain on the prefixes wi
 
 Exit status: 0 on success; 1 when the run failed or found more than ``--max-errors`` problems
 (nothing is published then); 2 for bad flags.
+
+Refused with exit 1, publishing nothing and leaving older outputs as they were: a second run on
+an ``--output-prefix`` that another run is writing (``<prefix>.lock`` names its pid); an output
+prefix that cannot be written (a regular file in its path, a read-only directory, a full disk);
+an input that cannot be read to its end (a truncated ``.gz``); and an input whose every line is
+bad (malformed, a missing key, ...), which leaves no token to write. An empty input (or one of
+empty documents only) is written as Megatron-LM writes it, with a warning: a shard without tokens
+cannot be trained on. NullTokenizer text with an id outside ``0..--vocab-size`` is an input
+problem like malformed JSON: the line is skipped and reported, never wrapped into the shard's dtype.
 """
 
 from __future__ import annotations
@@ -181,6 +190,8 @@ def print_summary(report: dict) -> None:
                          f"switched {_pct(out['switched_rate'])} of dictionary words "
                          f"({out['switched_words']} words; p = {report['codeswitch']['ratio']})")
             print(line)
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     problems = report["problems"]
     print(f"stats: {report['config']['output_prefix']}_preprocess_stats.json "
           f"({report['documents_read']} documents read, {report['documents_skipped']} skipped, "
@@ -196,16 +207,19 @@ def main(argv=None) -> int:
     """Run the preprocessor; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    from megatron_prealign.data.dictionary import DictionaryError
-    from megatron_prealign.data.inputs import InputError
-    from megatron_prealign.data.preprocess import PreprocessError, run_preprocess
-    from megatron_prealign.data.tokenizer import TokenizerError
+    from megatron_prealign.data.preprocess import run_preprocess
+    from megatron_prealign.errors import PreAlignError
+    from megatron_prealign.files import describe_os_error
 
     try:
         config = config_from_args(args)
         report = run_preprocess(config, argv=argv)
-    except (PreprocessError, TokenizerError, DictionaryError, InputError, FileNotFoundError) as err:
+    except PreAlignError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a file that vanished or cannot be read: name it, no traceback
+        where = describe_os_error(err, err.filename) if err.filename else str(err)
+        print(f"error: {where}", file=sys.stderr)
         return 1
     print_summary(report)
     return 0

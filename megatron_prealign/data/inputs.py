@@ -19,7 +19,10 @@ Python's universal newlines do (``\\n``, ``\\r\\n`` and a lone ``\\r`` all end a
 Bad input never stops a run: malformed JSON, a line that is not an object, a missing key, a value
 that is not text (null, number, ...), invalid UTF-8, text with lone surrogates, blank JSONL lines
 and lines longer than ``--max-line-bytes`` are skipped; each is a ``Problem`` with file, line and
-reason, counted in the stats report (``--max-errors`` turns too many into a failure).
+reason, counted in the stats report (``--max-errors`` turns too many into a failure). A file that
+cannot be read to its end (a truncated or corrupt ``.gz``, an I/O error) is different: how much of
+it is lost is unknown, so it stops the run with an ``InputError`` naming the file and the line
+reached.
 
 Document identity
 -----------------
@@ -35,6 +38,7 @@ import gzip
 import json
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -182,6 +186,19 @@ def _open_binary(f: InputFile):
     return gzip.open(f.path, "rb") if f.compressed else open(f.path, "rb")
 
 
+def _read_or_fail(fh, n: int, f: InputFile, line: int) -> bytes:
+    """``fh.read(n)``, with a damaged file (a cut or corrupt ``.gz``, an I/O error) turned into an
+    ``InputError`` that names it and the first line not read (``line``)."""
+    try:
+        return fh.read(n)
+    except (OSError, EOFError, zlib.error) as err:
+        what = "truncated or corrupt gzip data" if f.compressed else "read error"
+        raise InputError(
+            f"{f.path}: {what} ({err}), found while reading line {line}; re-create or re-download "
+            "the file, or leave it out of --input. Nothing was published."
+        ) from None
+
+
 @dataclass
 class Segment:
     """A byte range of one file: ``[start, end)``, ``end=None`` meaning to the end of the file."""
@@ -324,7 +341,7 @@ def read_chunks(
                 nonlocal remaining
                 if remaining is not None:
                     n = min(n, remaining)
-                block = fh.read(n) if n > 0 else b""
+                block = _read_or_fail(fh, n, f, line) if n > 0 else b""
                 if remaining is not None:
                     remaining -= len(block)
                 return block
@@ -504,7 +521,7 @@ def parse_chunk(
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as err:
-            problems.append(Problem("malformed_json", path, line, f"{err.msg} at column {err.colno}"))
+            problems.append(Problem("malformed_json", path, line, f"{err.msg}: column {err.colno}"))
             continue
         if not isinstance(obj, dict):
             problems.append(Problem(

@@ -18,6 +18,12 @@ With code-switching off and neither ``--english-clone`` nor ``--write-clone``, t
 byte-identical to Megatron-LM's ``tools/preprocess_data.py`` (core_v0.16.1, default tokenizer path)
 for the same input, tokenizer and flags; with ``--partitions > 1`` that holds for Megatron's
 ``--keep-sequential-samples`` (which keeps input order), since ours always keeps input order.
+An empty input gives Megatron's empty shard too, with a warning.
+
+Where Megatron-LM would silently write wrong data or crash, this module does not: a run holds
+``<output-prefix>.lock`` throughout (a second run on the prefix is refused), NullTokenizer ids
+outside the vocabulary are input problems with file:line (never wrapped into uint16), an input
+whose every line is bad publishes nothing, and a write that fails (a full disk) names the file.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -40,12 +46,14 @@ from megatron_prealign.data import codeswitch as cs
 from megatron_prealign.data import inputs as inp
 from megatron_prealign.data import shards
 from megatron_prealign.data.tokenizer import (
+    TextRejected,
     TextTokenizer,
     TokenizerError,
     build_tokenizer,
     optimal_token_dtype,
 )
 from megatron_prealign.errors import PreAlignError
+from megatron_prealign.files import check_output_parent, output_lock
 
 MAX_PROBLEM_EXAMPLES = 200
 
@@ -288,19 +296,41 @@ def _init_worker(state: WorkerState) -> None:
     _STATE = state
 
 
-def _tokenize_all(tokenizer: TextTokenizer, texts: List[str]) -> List[Optional[List[int]]]:
+def _tokenize_all(tokenizer: TextTokenizer, texts: List[str]
+                  ) -> Tuple[List[Optional[List[int]]], Dict[int, Exception]]:
+    """The ids of every text (None where the tokenizer rejected it) and why each was rejected."""
     if not texts:
-        return []
+        return [], {}
     try:
-        return list(tokenizer.tokenize_batch(texts))
+        return list(tokenizer.tokenize_batch(texts)), {}
     except Exception:
         out: List[Optional[List[int]]] = []
-        for t in texts:
+        rejected: Dict[int, Exception] = {}
+        for j, t in enumerate(texts):
             try:
                 out.append(list(tokenizer.tokenize(t)))
-            except Exception:
+            except Exception as err:
                 out.append(None)
-        return out
+                rejected[j] = err
+        return out, rejected
+
+
+def _rejection(err: Exception) -> Tuple[str, str]:
+    """(problem reason, detail) of a text the tokenizer rejected."""
+    if isinstance(err, TextRejected):
+        return err.reason, str(err)
+    detail = "the tokenizer rejected the text (e.g. characters it cannot encode)"
+    return "tokenizer_error", f"{detail}: {err}" if str(err) else detail
+
+
+def _check_id_range(tokens: np.ndarray, vocab_size: int, path: str) -> None:
+    """Refuse ids outside the vocabulary before they are cast to the shard's dtype, where they
+    would wrap silently (70000 -> 4464 in uint16). Tokenizers reject such text first (with the
+    line); reaching this is a bug."""
+    if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
+        raise RuntimeError(
+            f"internal error: {path}: token ids {int(tokens.min())}..{int(tokens.max())} fall "
+            f"outside the vocabulary of {vocab_size} ids")
 
 
 def process_chunk(chunk: inp.Chunk, state: Optional[WorkerState] = None) -> ChunkResult:
@@ -328,17 +358,15 @@ def process_chunk(chunk: inp.Chunk, state: Optional[WorkerState] = None) -> Chun
                     texts.append(v)
             spans.append((start, len(texts) - start))
         layout.append(spans)
-    ids = _tokenize_all(st.tokenizer, texts)
+    ids, rejected = _tokenize_all(st.tokenizer, texts)
 
     # 2. Drop documents the tokenizer rejected.
     good: List[int] = []
     for d, spans in enumerate(layout):
         bad = [j for s, n in spans for j in range(s, s + n) if ids[j] is None]
         if bad:
-            problems.append(inp.Problem(
-                "tokenizer_error", file.path, docs[d].line,
-                "the tokenizer rejected the text (e.g. characters it cannot encode)",
-            ))
+            reason, detail = _rejection(rejected.get(bad[0], Exception()))
+            problems.append(inp.Problem(reason, file.path, docs[d].line, detail))
         else:
             good.append(d)
 
@@ -379,6 +407,7 @@ def process_chunk(chunk: inp.Chunk, state: Optional[WorkerState] = None) -> Chun
         lengths = np.asarray(seq_lengths, dtype=np.int64)
         if cfg.write_clone:
             tokens = tokens + base_v
+        _check_id_range(tokens, st.tokenizer.vocab_size, file.path)
         counts.documents = len(doc_counts)
         counts.sequences = len(seq_lengths)
         counts.tokens_before_switching = total
@@ -665,7 +694,7 @@ def _partition_main(state: WorkerState, segments, workers: int, prefixes, compan
     except BaseException as err:  # report everything to the parent, which cleans up
         for w in writers + [c for c in companions if c is not None]:
             w.abort()
-        conn.send(("error", f"{type(err).__name__}: {err}"))
+        conn.send(("error", str(err) if isinstance(err, PreAlignError) else f"{type(err).__name__}: {err}"))
     finally:
         conn.close()
 
@@ -724,11 +753,23 @@ def _rate(num: int, den: int) -> Optional[float]:
 def run_preprocess(config: PreprocessConfig, argv: Optional[Sequence[str]] = None) -> dict:
     """Run the whole preprocessing job and return the stats report (also written to disk).
 
+    The run holds ``<output-prefix>.lock`` from start to end (``files.output_lock``): a second
+    run on the same prefix fails at once, naming the first one's pid, instead of writing into the
+    same ``.partial`` files and publishing a mix of both.
+
     Raises:
-        PreprocessError: bad configuration, too many input problems (``max_errors``), or a worker
-            failure; nothing is published then.
+        PreprocessError: bad configuration, too many input problems (``max_errors``), input
+            problems that leave no token, or a worker failure; nothing is published then.
         TokenizerError, DictionaryError, InputError: unusable tokenizer, dictionary or input.
+        files.OutputError: the outputs cannot be written there (a regular file in the path, a
+            read-only directory, a full disk) or another run is writing them.
     """
+    check_output_parent(config.output_prefix, "--output-prefix")
+    with output_lock(config.output_prefix + ".lock", f"--output-prefix {config.output_prefix}"):
+        return _run_locked(config, argv)
+
+
+def _run_locked(config: PreprocessConfig, argv: Optional[Sequence[str]]) -> dict:
     t0 = time.time()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     files = inp.expand_inputs(config.input, config.input_format)
@@ -805,11 +846,12 @@ def run_preprocess(config: PreprocessConfig, argv: Optional[Sequence[str]] = Non
         else:
             _run_partitions(state, groups, prefixes, with_companion, sink, part_prefixes)
         progress.close()
+        warnings = _tokenless_outputs(config, files, sink)
         for w in all_writers:
             w.finalize()
         timing["pipeline_s"] = time.time() - t_pipe
         report = _report(config, argv, files, tokenizer, dtype, sink, dict_report or None, punkt_info,
-                         prefixes, with_companion, time.time() - t0, timing)
+                         prefixes, with_companion, time.time() - t0, timing, warnings)
         stale = [] if with_companion else [shards.companion_prefix(p) for p in prefixes]
         # Commit companions first and each token .idx last (shards.py explains why).
         ordered = [w for pair in zip(companions, writers) for w in pair if w is not None]
@@ -823,6 +865,35 @@ def run_preprocess(config: PreprocessConfig, argv: Optional[Sequence[str]] = Non
             for p in group:
                 shards.remove_dataset(p)
     return report
+
+
+def _tokenless_outputs(config: PreprocessConfig, files, sink: _Sink) -> List[str]:
+    """Warnings for outputs without a single token; an error when bad lines are the cause.
+
+    Such a shard cannot be trained on. An empty input (or one of empty documents only) still gets
+    its shard, byte-identical to Megatron-LM's, with a warning: a pipeline over many files may
+    meet an empty one. When input problems removed every document, the input or the flags
+    (``--json-keys``, ``--input-format``) are wrong, and Megatron-LM would have crashed on them:
+    ``PreprocessError``, nothing published.
+    """
+    empty = [(key, prefix) for key, prefix, c in zip(config.json_keys, config.output_prefixes(),
+                                                      sink.counts) if c.tokens == 0]
+    if not empty:
+        return []
+    names = ", ".join(f.path for f in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    keys = " ".join(key for key, _ in empty)
+    if sink.documents_skipped:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(sink.problem_counts.items()))
+        first = sink.examples[0] if sink.examples else None
+        example = f"; first: {first['file']}:{first['line']}: {first['detail']}" if first else ""
+        raise PreprocessError(
+            f"{names}: no line of the input gave a token for --json-keys {keys} ({sink.lines} lines, "
+            f"{sink.problems_total} problems: {reasons}{example}). A shard without tokens cannot be "
+            "trained on, so nothing was published; check the input, --json-keys and --input-format."
+        )
+    why = "the input is empty" if sink.lines == 0 else f"all {sink.documents_read} documents are empty"
+    return [f"{prefix}.bin/.idx holds no token: {why} ({names}); written as Megatron-LM writes it, "
+            "but a shard without tokens cannot be trained on" for _, prefix in empty]
 
 
 def _run_partitions(state, groups, prefixes, with_companion, sink: _Sink, part_prefixes) -> None:
@@ -876,7 +947,7 @@ def _run_partitions(state, groups, prefixes, with_companion, sink: _Sink, part_p
 
 
 def _report(config, argv, files, tokenizer, dtype, sink: _Sink, dict_report, punkt_info, prefixes,
-            with_companion, elapsed, timing) -> dict:
+            with_companion, elapsed, timing, warnings) -> dict:
     outputs = {}
     for key, prefix, c in zip(config.json_keys, prefixes, sink.counts):
         outputs[key] = {
@@ -905,6 +976,7 @@ def _report(config, argv, files, tokenizer, dtype, sink: _Sink, dict_report, pun
             "by_reason": dict(sorted(sink.problem_counts.items())),
             "examples": sink.examples,
         },
+        "warnings": warnings,
         "sentence_splitter": punkt_info,
         "dictionary": dict_report,
         "codeswitch": {"ratio": config.codeswitch_ratio, "seed": config.codeswitch_seed},

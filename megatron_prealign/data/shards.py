@@ -34,18 +34,27 @@ complete and flushed to disk. The commit first deletes the old final ``.idx`` fi
 longer have one, then renames the stats report, the companions, each ``.bin`` and, last, each
 ``.idx``. A token shard's ``.idx`` is therefore the commit marker: if it exists, its ``.bin``,
 companion and stats are complete and belong to it. A run killed with ``kill -9`` leaves only
-``.partial`` files, which the next run overwrites.
+``.partial`` files, which the next run overwrites. The ``.partial`` names are fixed, not unique per
+run, so leftovers never pile up: the preprocessor holds ``<output-prefix>.lock`` for its whole run,
+so that no two runs ever write the same ``.partial`` file.
+
+A write that fails (a full disk, a quota, an I/O error) raises ``files.OutputError`` naming the
+file; every byte is written before the first old file is removed, so such a failure leaves the
+old outputs as they were.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import warnings
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from megatron_prealign.files import OutputError, describe_os_error
 
 TARGETS_SUFFIX = "_targets"
 PARTIAL = ".partial"
@@ -79,6 +88,21 @@ def ignore_value(dtype) -> int:
 def targets_to_disk(targets: np.ndarray, dtype) -> np.ndarray:
     """In-memory targets (``codeswitch.IGNORE`` = -1) -> on-disk values of ``dtype``."""
     return np.asarray(targets, dtype=np.int64).astype(dtype)
+
+
+@contextlib.contextmanager
+def writing(path: str) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``path`` (a full disk, a quota, an I/O error) into an
+    ``OutputError`` that names the file; the caller aborts and publishes nothing."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as err:
+        raise OutputError(
+            f"cannot write {describe_os_error(err, path)}; nothing was published (older outputs "
+            "are untouched). Free space or choose another --output-prefix, then rerun."
+        ) from None
 
 
 def _fsync(path: str) -> None:
@@ -125,7 +149,8 @@ class ShardWriter:
         self.idx_path = prefix + ".idx"
         self.tmp_bin = self.bin_path + PARTIAL
         self.tmp_idx = self.idx_path + PARTIAL
-        self._builder = IndexedDatasetBuilder(self.tmp_bin, dtype=self.dtype)
+        with writing(self.tmp_bin):
+            self._builder = IndexedDatasetBuilder(self.tmp_bin, dtype=self.dtype)
         self._lengths: List[np.ndarray] = []
         self._doc_counts: List[np.ndarray] = []
         self._index: Optional[Tuple[np.ndarray, np.ndarray]] = None
@@ -137,7 +162,8 @@ class ShardWriter:
         data = np.asarray(ids)
         if data.dtype != self.dtype:
             data = data.astype(self.dtype)
-        self._builder.data_file.write(data.tobytes(order="C"))
+        with writing(self.tmp_bin):
+            self._builder.data_file.write(data.tobytes(order="C"))
         self.tokens += int(data.size)
 
     def append(self, ids: np.ndarray, seq_lengths: np.ndarray, doc_seq_counts: np.ndarray) -> None:
@@ -159,7 +185,7 @@ class ShardWriter:
             raise ValueError(f"{prefix}: dtype {part.index.dtype} differs from {self.dtype}")
         self._lengths.append(np.array(part.index.sequence_lengths, dtype=np.int32))
         self._doc_counts.append(np.diff(np.asarray(part.index.document_indices, dtype=np.int64)))
-        with open(prefix + ".bin", "rb") as f:
+        with open(prefix + ".bin", "rb") as f, writing(self.tmp_bin):
             shutil.copyfileobj(f, self._builder.data_file, 1 << 24)
         self.tokens += int(np.sum(part.index.sequence_lengths, dtype=np.int64))
         del part
@@ -188,9 +214,12 @@ class ShardWriter:
             )
         self._builder.sequence_lengths = lengths
         self._builder.document_indices = doc_index
-        self._builder.finalize(self.tmp_idx)
-        _fsync(self.tmp_bin)
-        _fsync(self.tmp_idx)
+        with writing(self.tmp_bin):
+            self._builder.data_file.close()  # a full disk may show only here, at the last flush
+            _fsync(self.tmp_bin)
+        with writing(self.tmp_idx):
+            self._builder.finalize(self.tmp_idx)
+            _fsync(self.tmp_idx)
         self.finalized = True
 
     def abort(self) -> None:
@@ -204,15 +233,25 @@ class ShardWriter:
                 os.remove(path)
 
 
+def _write_json_partial(path: str, obj) -> str:
+    """Write JSON to ``path + '.partial'`` (flushed to disk); returns that name."""
+    tmp = path + PARTIAL
+    try:
+        with writing(tmp), open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, sort_keys=False, ensure_ascii=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    return tmp
+
+
 def write_json_atomic(path: str, obj) -> None:
     """Write JSON to ``path + '.partial'`` and rename it into place."""
-    tmp = path + PARTIAL
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=False, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    os.replace(_write_json_partial(path, obj), path)
 
 
 def remove_dataset(prefix: str) -> None:
@@ -238,13 +277,23 @@ def commit_outputs(
     for w in writers:
         if not w.finalized:
             w.finalize()
+    # Every byte is written before the first old file goes: a full disk fails the run here and
+    # leaves the old outputs as they were.
+    json_partials: List[Tuple[str, str]] = []
+    try:
+        for path, obj in json_files:
+            json_partials.append((_write_json_partial(path, obj), path))
+    except BaseException:
+        for tmp, _ in json_partials:
+            os.remove(tmp)
+        raise
     for w in writers:
         if os.path.exists(w.idx_path):
             os.remove(w.idx_path)
     for prefix in stale_prefixes:
         remove_dataset(prefix)
-    for path, obj in json_files:
-        write_json_atomic(path, obj)
+    for tmp, path in json_partials:
+        os.replace(tmp, path)
     for w in writers:
         os.replace(w.tmp_bin, w.bin_path)
         os.replace(w.tmp_idx, w.idx_path)

@@ -12,8 +12,11 @@ with it are byte-identical to Megatron-LM's ``tools/preprocess_data.py``:
   BOS/EOS added; a literal added token such as ``<|endoftext|>`` becomes its id. EOD is the id of
   ``eos_token``; the vocabulary size is ``len(tokenizer)`` (added tokens count). Nothing is ever
   downloaded: a hub name that is not a local directory is an error.
-* ``NullTokenizer``: text is whitespace-separated integer ids. ``vocab_size=V`` gives ids ``0..V``
-  with EOD ``V`` (so ``.vocab_size == V + 1`` and ``.eod == .vocab_size - 1``), as in Megatron.
+* ``NullTokenizer``: text is integer ids separated by single spaces. ``vocab_size=V`` gives ids
+  ``0..V`` with EOD ``V`` (so ``.vocab_size == V + 1`` and ``.eod == .vocab_size - 1``), as in
+  Megatron. Unlike Megatron, a text with an id outside ``0..V`` or a piece that is not an integer
+  is rejected (``TextRejected``) instead of being wrapped into the shard's dtype; an empty text is
+  an empty document.
 
 Word boundaries (used by code-switching and by stage-1 dictionaries) are derived from the tokenizer
 itself, never hard-coded per model: the tokenizer encodes ``"a b"`` and the characters between
@@ -57,6 +60,19 @@ SUPPORTED_TYPES = SENTENCEPIECE_TYPES + HUGGINGFACE_TYPES + NULL_TYPES
 
 class TokenizerError(PreAlignError, ValueError):
     """A tokenizer cannot be built or does not fit the data it is used with."""
+
+
+class TextRejected(TokenizerError):
+    """One text that a tokenizer cannot turn into ids: an input problem, which the preprocessor
+    reports with file:line under ``reason`` (other callers should add where the text came from).
+
+    Attributes:
+        reason: the problem code the preprocessor counts it under (e.g. ``id_out_of_vocab``).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 WORD_PROBLEMS = (
@@ -454,6 +470,20 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
+def _not_a_sentencepiece_model(path: str, tokenizer_type: str, err: Exception) -> str:
+    """Why ``path`` did not load as a SentencePiece model, and which flags fit it instead."""
+    message = f"--tokenizer-model {path}: not a SentencePiece model, which {tokenizer_type} needs"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64).lstrip()
+    except OSError:
+        head = b""
+    if head.startswith(b"{"):  # SentencePiece models are protobuf; JSON is a Hugging Face file
+        return (f"{message}: it is JSON (a Hugging Face tokenizer.json?); use --tokenizer-type "
+                f"HuggingFaceTokenizer --tokenizer-model {os.path.dirname(os.path.abspath(path))}")
+    return f"{message} ({str(err).strip()}); pass the tokenizer's .model file"
+
+
 class SentencePieceTextTokenizer(TextTokenizer):
     """A SentencePiece model, tokenized like Megatron-Core's default ``SentencePieceTokenizer``."""
 
@@ -463,7 +493,10 @@ class SentencePieceTextTokenizer(TextTokenizer):
 
         self.tokenizer_type = tokenizer_type
         self.tokenizer_model = tokenizer_model
-        self._sp = sentencepiece.SentencePieceProcessor(model_file=tokenizer_model)
+        try:
+            self._sp = sentencepiece.SentencePieceProcessor(model_file=tokenizer_model)
+        except (RuntimeError, OSError) as err:
+            raise TokenizerError(_not_a_sentencepiece_model(tokenizer_model, tokenizer_type, err)) from None
         self._size = self._sp.get_piece_size()
         self._digest: Optional[str] = None
 
@@ -544,6 +577,11 @@ class HuggingFaceTextTokenizer(TextTokenizer):
         super().__init__()
         self.tokenizer_type = "HuggingFaceTokenizer"
         self.tokenizer_model = tokenizer_model
+        if os.path.isfile(tokenizer_model):
+            raise TokenizerError(
+                f"--tokenizer-model {tokenizer_model!r} is a file; HuggingFaceTokenizer needs the "
+                f"directory that holds tokenizer.json ({os.path.dirname(os.path.abspath(tokenizer_model))}?)."
+            )
         if not os.path.isdir(tokenizer_model):
             raise TokenizerError(
                 f"--tokenizer-model {tokenizer_model!r} is not a local directory. This project never "
@@ -721,9 +759,28 @@ class NullTextTokenizer(TextTokenizer):
         return self._without_eod
 
     def tokenize(self, text: str) -> List[int]:
+        """Megatron's ``[int(x) for x in text.split(" ")]``, but every id checked against the
+        vocabulary: a shard stores ids in uint16/int32, so an unchecked 70000 would be written as
+        4464 and an id >= the vocabulary would index past the embedding in training."""
         if not isinstance(text, str):
             raise TypeError(f"expected str, got {type(text).__name__}")
-        return [int(x) for x in text.split(" ")]
+        if not text:
+            return []
+        pieces = text.split(" ")
+        try:
+            ids = [int(x) for x in pieces]
+        except ValueError:
+            bad = next(x for x in pieces if not _is_int(x))
+            raise TextRejected(
+                "not_an_id", f"{bad[:40]!r} is not an integer id (NullTokenizer text is ids "
+                "separated by single spaces)") from None
+        top = self._without_eod
+        if ids and (min(ids) < 0 or max(ids) > top):
+            bad = next(i for i in ids if not 0 <= i <= top)
+            raise TextRejected(
+                "id_out_of_vocab", f"id {bad} is outside the vocabulary: --vocab-size {top} allows "
+                f"ids 0..{top - 1} and EOD {top}")
+        return ids
 
     def detokenize(self, ids: Iterable[int]) -> str:
         return " ".join(str(int(i)) for i in ids)
@@ -733,6 +790,14 @@ class NullTextTokenizer(TextTokenizer):
             "NullTokenizer has no words, so it cannot be used with a dictionary or code-switching; "
             "use a SentencePiece or Hugging Face tokenizer."
         )
+
+
+def _is_int(piece: str) -> bool:
+    try:
+        int(piece)
+        return True
+    except ValueError:
+        return False
 
 
 def build_tokenizer(

@@ -1,11 +1,13 @@
 """Shard writing: same bytes as IndexedDatasetBuilder.add_document, atomic commit, cleanup."""
 
+import json
 import os
 
 import numpy as np
 import pytest
 
 from megatron_prealign.data import shards
+from megatron_prealign.files import OutputError
 from tests.data.helpers import read_dataset
 
 
@@ -97,3 +99,22 @@ def test_ignore_value_round_trip():
     t = np.array([5, -1, 7])
     assert shards.targets_to_disk(t, np.uint16).tolist() == [5, 65535, 7]
     assert shards.targets_to_disk(t, np.int32).tolist() == [5, -1, 7]
+
+
+def test_a_full_disk_during_the_commit_leaves_the_old_outputs_complete(tmp_path):
+    """The stats report is the last thing written: a full disk there (a real ENOSPC, from a link
+    to /dev/full) must fail with the file's name before any old output is removed."""
+    prefix = str(tmp_path / "d_text_document")
+    stats = str(tmp_path / "stats.json")
+    old = shards.ShardWriter(prefix, np.uint16)
+    old.append(np.array([1, 2, 3]), [3], [1])
+    shards.commit_outputs([old], json_files=[(stats, {"run": 1})])
+    new = shards.ShardWriter(prefix, np.uint16)
+    new.append(np.array([4, 5]), [2], [1])
+    os.symlink("/dev/full", stats + ".partial")
+    with pytest.raises(OutputError, match=f"cannot write {stats}.partial: no space left on the device"):
+        shards.commit_outputs([new], json_files=[(stats, {"run": 2})])
+    new.abort()
+    assert read_dataset(prefix)[0] == [[1, 2, 3]]
+    assert json.load(open(stats)) == {"run": 1}
+    assert sorted(os.listdir(tmp_path)) == ["d_text_document.bin", "d_text_document.idx", "stats.json"]

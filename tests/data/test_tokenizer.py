@@ -166,3 +166,18 @@ def test_tokenizers_pickle(sp_tokenizer, hf_tokenizer, clone_tokenizer):
         again = pickle.loads(pickle.dumps(tok))
         assert again.tokenize("Hello there.") == tok.tokenize("Hello there.")
         assert again.vocab_size == tok.vocab_size
+
+
+def test_null_tokenizer_refuses_ids_outside_its_vocabulary():
+    from megatron_prealign.data.tokenizer import TextRejected, build_tokenizer
+
+    tok = build_tokenizer("NullTokenizer", None, vocab_size=512)
+    assert tok.tokenize("0 511 512") == [0, 511, 512] and tok.tokenize("") == []
+    for text, reason, message in [("1 70000", "id_out_of_vocab", "id 70000 is outside the vocabulary"),
+                                  ("513", "id_out_of_vocab", "allows ids 0..511 and EOD 512"),
+                                  ("-1 2", "id_out_of_vocab", "id -1 is outside"),
+                                  ("1 x", "not_an_id", "'x' is not an integer id"),
+                                  ("1  2", "not_an_id", "'' is not an integer id")]:
+        with pytest.raises(TextRejected, match=message) as info:
+            tok.tokenize(text)
+        assert info.value.reason == reason

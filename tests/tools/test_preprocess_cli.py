@@ -1,5 +1,6 @@
 """tools/preprocess_data.py: flags, bad input, --max-errors, determinism, stats, atomic outputs."""
 
+import fcntl
 import json
 import os
 import signal
@@ -317,6 +318,24 @@ def present(prefix):
     return out
 
 
+def wait_until_unlocked(path, timeout=60):
+    """Wait until no process holds the flock on ``path`` (a missing file is unlocked)."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            assert time.time() < deadline, f"{path} is still locked after {timeout} s"
+            time.sleep(0.05)
+        finally:
+            os.close(fd)
+
+
 def test_kill_9_during_processing_then_rerun(tmp_path):
     big = tmp_path / "big.jsonl"
     with open(CORPUS, "rb") as f:
@@ -339,6 +358,8 @@ def test_kill_9_during_processing_then_rerun(tmp_path):
     names = os.listdir(tmp_path)
     assert not any(n.endswith((".idx", ".bin")) for n in names), names
     assert any(n.endswith(".partial") for n in names)
+    # Its workers die with it (and only then drop the output lock they inherited).
+    wait_until_unlocked(prefix + ".lock")
     # the rerun overwrites the leftovers and publishes a complete pair
     assert main(SP + ["--input", str(big), "--output-prefix", prefix, "--workers", "2",
                       "--progress", "none"]) == 0
