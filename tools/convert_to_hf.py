@@ -25,7 +25,14 @@ Hugging Face -> Megatron-Core (a model-only checkpoint at iteration 0)::
     python tools/convert_to_hf.py --from-hf path/to/llama --save ckpt/llama_init
 
 prints the flags a run needs, to be used with ``pretrain_prealign.py --pretrained-checkpoint``.
-Exit status: 0 on success, 2 for a checkpoint that cannot be converted (the message says why).
+
+``--save`` is published whole: the output is built under a temporary name beside it and swapped
+in only once it is complete and its logits check passed, so a failed conversion writes nothing. A
+non-empty ``--save`` is refused before any work unless ``--overwrite`` is given, and then it is
+replaced, never mixed with the new files (e.g. an old tokenizer beside a new model).
+
+Exit status: 0 on success, 2 for bad flags, a checkpoint that cannot be converted, or an output
+that may not be written (the message says why).
 """
 
 import argparse
@@ -33,6 +40,17 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:  # NaN too: no difference would ever exceed it
+        raise argparse.ArgumentTypeError(f"must be a number >= 0 (the largest accepted |logit "
+                                         f"difference|), got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--load", help="Megatron checkpoint: a --save directory or an iter_XXXXXXX "
                                        "directory, saved at any TP/PP.")
     source.add_argument("--from-hf", help="Hugging Face Llama directory to convert to Megatron.")
-    parser.add_argument("--save", required=True, help="Output directory.")
+    parser.add_argument("--save", required=True,
+                        help="Output directory, written whole (refused when not empty, unless "
+                             "--overwrite).")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Replace a non-empty --save directory (all of it) with the new output.")
     parser.add_argument("--tokenizer-model", default=None,
                         help="Use this tokenizer file/directory instead of the checkpoint's stored "
                              "--tokenizer-model (when it moved).")
@@ -51,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Weight dtype of the Hugging Face files (default: the run's).")
     parser.add_argument("--no-verify", action="store_true",
                         help="Skip the logits comparison of the two models.")
-    parser.add_argument("--tolerance", type=float, default=1e-4,
-                        help="Largest accepted |logit difference| in the check (fp32).")
+    parser.add_argument("--tolerance", type=_tolerance, default=1e-4,
+                        help="Largest accepted |logit difference| in the check (fp32), >= 0.")
     parser.add_argument("--make-vocab-size-divisible-by", type=int, default=128,
                         help="--from-hf: vocabulary padding rule of the run that will load it.")
     parser.add_argument("--tensor-model-parallel-size", type=int, default=1,
@@ -66,24 +88,23 @@ def main(argv=None) -> int:
     from megatron_prealign import cpu_compat
 
     cpu_compat.apply()  # before Megatron-Core is first imported; inert on CUDA machines
-    from megatron_prealign.conversion.mapping import ConversionError
-    from megatron_prealign.training.checkpointing import CheckpointError
+    from megatron_prealign.errors import PreAlignError
 
     try:
         if args.load:
             from megatron_prealign.conversion.convert import convert_megatron_to_hf
 
-            convert_megatron_to_hf(args.load, args.save, tokenizer_model=args.tokenizer_model,
-                                   dtype=args.dtype, verify=not args.no_verify,
-                                   tolerance=args.tolerance)
+            convert_megatron_to_hf(args.load, args.save, overwrite=args.overwrite,
+                                   tokenizer_model=args.tokenizer_model, dtype=args.dtype,
+                                   verify=not args.no_verify, tolerance=args.tolerance)
         else:
             from megatron_prealign.conversion.convert import convert_hf_to_megatron
 
-            convert_hf_to_megatron(args.from_hf, args.save,
+            convert_hf_to_megatron(args.from_hf, args.save, overwrite=args.overwrite,
                                    make_vocab_size_divisible_by=args.make_vocab_size_divisible_by,
                                    tensor_model_parallel_size=args.tensor_model_parallel_size,
                                    verify=not args.no_verify, tolerance=args.tolerance)
-    except (ConversionError, CheckpointError) as err:
+    except PreAlignError as err:
         print(f"convert_to_hf.py: error: {err}", file=sys.stderr)
         return 2
     finally:

@@ -17,6 +17,11 @@ prints the counts (also written to ``dict/en-de.pairs.report.json``)::
     read 348370 headwords, 727330 raw pairs from /usr/share/dictd/freedict-eng-deu
     kept 251699 pairs (91508 source words, 118381 target words) -> dict/en-de.pairs
       dropped: not_single_word 457439, identical 7482, duplicate 10710
+
+A lexicon cut short (a truncated ``.dict.dz``, or ``.index`` entries that end past the ``.dict``)
+is an error naming the file and the first entry lost, never a smaller dictionary; an import that
+reads or keeps no pair writes its empty output with a warning. ``--output`` may not be one of
+the input files. Exit status: 0 on success, 1 for an input or output that cannot be used.
 """
 
 from __future__ import annotations
@@ -61,38 +66,64 @@ def _pairs_from_file(path):
             yield RawPair(words[0], tgt, d.where(c))
 
 
+def check_files(args) -> None:
+    """Before any work: the output can be created and is none of the lexicon's files."""
+    from megatron_prealign.data.english_clone import check_outputs_apart
+    from megatron_prealign.files import check_output_parent
+
+    check_output_parent(args.output, "--output")
+    if args.dictd:
+        inputs = [("--dictd", args.dictd + ext) for ext in (".index", ".dict.dz", ".dict")
+                  if os.path.exists(args.dictd + ext)]
+    else:
+        inputs = [("--pairs", args.pairs)]
+    check_outputs_apart(inputs, [("--output", args.output),
+                                 ("--report", args.report or args.output + ".report.json")])
+
+
+def warn_if_empty(report: dict, source: str, output: str) -> None:
+    """An import that kept nothing still writes its (empty) output, but says why on stderr."""
+    if report.get("raw_pairs", 0) == 0:
+        print(f"warning: no pairs read from {source}: it is empty (no entry); {output} holds no "
+              "entry", file=sys.stderr)
+    elif report["kept_pairs"] == 0:
+        print(f"warning: none of the {report['raw_pairs']} pairs of {source} survived cleaning (see "
+              f"the dropped counts); {output} holds no entry", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from megatron_prealign.data.dictionary import (
-        CleaningPolicy, DictionaryError, clean_pairs, pairs_to_entries, read_dictd, save_multiway,
-        save_pairs,
+        CleaningPolicy, clean_pairs, pairs_to_entries, read_dictd, save_multiway, save_pairs,
     )
     from megatron_prealign.data.english_clone import save_dictionary_report
+    from megatron_prealign.errors import PreAlignError
 
     policy = CleaningPolicy(case=args.case, single_words=not args.keep_multiword,
                             drop_identical=not args.keep_identical,
                             max_translations=args.max_translations)
     source = args.dictd or args.pairs
     try:
+        check_files(args)
         raw = read_dictd(args.dictd) if args.dictd else _pairs_from_file(args.pairs)
         pairs, report = clean_pairs(raw, policy)
-    except DictionaryError as err:
+        entries = pairs_to_entries(pairs)
+        save = save_multiway if args.output.endswith((".jsonl", ".json")) else save_pairs
+        lines = save(entries, args.output)
+        report.update(source=source, output=args.output, output_lines=lines, concepts=len(entries),
+                      policy=vars(policy))
+        save_dictionary_report(args.report or args.output + ".report.json", report)
+    except PreAlignError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    entries = pairs_to_entries(pairs)
-    if args.output.endswith((".jsonl", ".json")):
-        lines = save_multiway(entries, args.output)
-    else:
-        lines = save_pairs(entries, args.output)
-    report.update(source=source, output=args.output, output_lines=lines, concepts=len(entries),
-                  policy=vars(policy))
-    save_dictionary_report(args.report or args.output + ".report.json", report)
-    print(f"read {report.get('headwords', 0)} headwords, {report.get('raw_pairs', 0)} raw pairs from {source}")
+    print(f"read {report.get('headwords', 0)} headwords, {report.get('raw_pairs', 0)} raw pairs "
+          f"from {source}")
     print(f"kept {report['kept_pairs']} pairs ({report['source_words']} source words, "
           f"{report['target_words']} target words) -> {args.output}")
     dropped = {k[len('dropped_'):]: v for k, v in report.items() if k.startswith("dropped_")}
     if dropped:
         print("  dropped: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
+    warn_if_empty(report, source, args.output)
     return 0
 
 

@@ -25,6 +25,11 @@ Then e.g. ``tools/preprocess_data.py ... --english-clone --dictionary data/en_cl
 --codeswitch-ratio 0.05 --output-prefix data/en_cs`` and pretrain on
 ``--data-path 0.8 data/en_cs_text_document 0.2 data/clone_text_document``. Use the same tokenizer
 with ``build_tokenizer(..., english_clone=True)`` (2|V| embeddings) everywhere.
+
+Before any work the inputs must exist and no output may be an input: ``--output-prefix`` equal to
+``--input-prefix`` (however spelled, through symlinks too), or to the name of its companion, and
+``--dictionary-out`` over an input file are refused. Exit status: 0 on success, 1 for an unusable
+input or output, 2 for a flag combination that does nothing.
 """
 
 from __future__ import annotations
@@ -63,52 +68,93 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def check_files(args) -> None:
+    """Before any work: the inputs exist, the outputs can be created, and no output is an input
+    (or another output), whatever the spelling, symlink or hard link that leads there."""
+    from megatron_prealign.data import english_clone as ec
+    from megatron_prealign.files import check_output_parent
+
+    inputs, outputs = [], []
+    if args.input_prefix:
+        ec.check_shard_exists(args.input_prefix)
+        inputs += ec.shard_files("--input-prefix", args.input_prefix)
+    if args.word_list:
+        if not os.path.isfile(args.word_list):
+            raise ec.PathError(f"--word-list {args.word_list}: no such file")
+        inputs.append(("--word-list", args.word_list))
+    if args.tokenizer_model and os.path.isfile(args.tokenizer_model):
+        inputs.append(("--tokenizer-model", args.tokenizer_model))
+    if args.output_prefix:
+        check_output_parent(args.output_prefix, "--output-prefix")
+        outputs += ec.shard_files("--output-prefix", args.output_prefix)
+    if args.dictionary_out:
+        check_output_parent(args.dictionary_out, "--dictionary-out")
+        outputs += [("--dictionary-out", args.dictionary_out),
+                    ("the report of --dictionary-out", args.dictionary_out + ".report.json")]
+    ec.check_outputs_apart(inputs, outputs)
+
+
+def write_clone_shard(args, vocab_size: int) -> None:
+    from megatron_prealign.data import english_clone as ec
+    from megatron_prealign.files import output_lock
+
+    with output_lock(args.output_prefix + ".lock", f"the clone shard {args.output_prefix}"):
+        info = ec.write_clone_shard(args.input_prefix, args.output_prefix, vocab_size)
+    print(f"wrote {args.output_prefix}.bin/.idx: {info['documents']} documents, "
+          f"{info['tokens']} tokens ({info['dtype']}), ids + {vocab_size}")
+
+
+def write_dictionary(args, tokenizer) -> None:
     from megatron_prealign.data import english_clone as ec
     from megatron_prealign.data.dictionary import save_multiway, save_pairs
-    from megatron_prealign.data.tokenizer import TokenizerError, build_tokenizer
 
+    if args.word_list:
+        with open(args.word_list, encoding="utf-8") as f:
+            words = [ln.strip() for ln in f if ln.strip()]
+        source = {"word_types": len(words)}
+        if args.max_words is not None:
+            words = words[: args.max_words]
+    else:
+        words, source = ec.words_from_shard(args.input_prefix, tokenizer, min_count=args.min_count,
+                                            max_words=args.max_words)
+    entries, report = ec.build_clone_dictionary(words, tokenizer)
+    save = save_multiway if args.dictionary_out.endswith((".jsonl", ".json")) else save_pairs
+    save(entries, args.dictionary_out)
+    report = {"source": source, **report, "tokenizer": dict(tokenizer.fingerprint())}
+    ec.save_dictionary_report(args.dictionary_out + ".report.json", report)
+    print(f"wrote {args.dictionary_out}: {len(entries)} entries (English word <-> <clone>word) "
+          f"from {source.get('word_types', len(words))} word types")
+    dropped = {k: val for k, val in {**source, **report}.items()
+               if (k.startswith("dropped") or k in ("below_min_count", "not_round_trip"))}
+    if dropped:
+        print("  dropped: " + ", ".join(f"{k} {val}" for k, val in dropped.items()))
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from megatron_prealign.data.tokenizer import build_tokenizer
+    from megatron_prealign.errors import PreAlignError
+
+    usage = None
     if args.output_prefix and not args.input_prefix:
-        print("error: --output-prefix needs --input-prefix (the English shard to clone)", file=sys.stderr)
-        return 2
-    if not args.output_prefix and not args.dictionary_out:
-        print("error: nothing to do: pass --output-prefix and/or --dictionary-out", file=sys.stderr)
+        usage = "--output-prefix needs --input-prefix (the English shard to clone)"
+    elif not args.output_prefix and not args.dictionary_out:
+        usage = "nothing to do: pass --output-prefix and/or --dictionary-out"
+    elif args.dictionary_out and not (args.word_list or args.input_prefix):
+        usage = "--dictionary-out needs --word-list or --input-prefix"
+    if usage:
+        print(f"error: {usage}", file=sys.stderr)
         return 2
     try:
+        check_files(args)
         tokenizer = build_tokenizer(args.tokenizer_type, args.tokenizer_model, vocab_size=args.vocab_size)
-    except TokenizerError as err:
+        if args.output_prefix:
+            write_clone_shard(args, tokenizer.vocab_size)
+        if args.dictionary_out:
+            write_dictionary(args, tokenizer)
+    except PreAlignError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    v = tokenizer.vocab_size
-    if args.output_prefix:
-        info = ec.write_clone_shard(args.input_prefix, args.output_prefix, v)
-        print(f"wrote {args.output_prefix}.bin/.idx: {info['documents']} documents, "
-              f"{info['tokens']} tokens ({info['dtype']}), ids + {v}")
-    if args.dictionary_out:
-        if args.word_list:
-            with open(args.word_list, encoding="utf-8") as f:
-                words = [ln.strip() for ln in f if ln.strip()]
-            source = {"word_types": len(words)}
-        elif args.input_prefix:
-            words, source = ec.words_from_shard(args.input_prefix, tokenizer, min_count=args.min_count,
-                                                max_words=args.max_words)
-        else:
-            print("error: --dictionary-out needs --word-list or --input-prefix", file=sys.stderr)
-            return 2
-        if args.word_list and args.max_words is not None:
-            words = words[: args.max_words]
-        entries, report = ec.build_clone_dictionary(words, tokenizer)
-        save = save_multiway if args.dictionary_out.endswith((".jsonl", ".json")) else save_pairs
-        save(entries, args.dictionary_out)
-        report = {"source": source, **report, "tokenizer": dict(tokenizer.fingerprint())}
-        ec.save_dictionary_report(args.dictionary_out + ".report.json", report)
-        print(f"wrote {args.dictionary_out}: {len(entries)} entries (English word <-> <clone>word) "
-              f"from {source.get('word_types', len(words))} word types")
-        dropped = {k: val for k, val in {**source, **report}.items()
-                   if (k.startswith("dropped") or k in ("below_min_count", "not_round_trip"))}
-        if dropped:
-            print("  dropped: " + ", ".join(f"{k} {val}" for k, val in dropped.items()))
     return 0
 
 

@@ -148,6 +148,35 @@ def build_single_process_model(args: Namespace, initialize: bool = False) -> tor
     return model.eval()
 
 
+def find_iteration(path: str) -> str:
+    """The iteration directory to read under ``path`` (``find_checkpoint``), never an interrupted save.
+
+    ``iter_XXXXXXX.incomplete`` is what a save writes before every rank has finished; it may hold
+    all its files and still be a torn checkpoint, so it is refused by name, with the complete
+    checkpoint beside it when there is one.
+
+    Raises:
+        CheckpointError: an interrupted save, or not a (complete) megatron-prealign checkpoint.
+    """
+    from megatron_prealign.training.checkpointing import CheckpointError, find_checkpoint
+
+    for name in (os.path.normpath(path), os.path.realpath(path)):
+        if os.path.basename(name).endswith(".incomplete"):
+            raise CheckpointError(f"{path}: an interrupted save (.incomplete), never loadable: "
+                                  f"{_complete_neighbour(os.path.dirname(os.path.abspath(name)))}")
+    return find_checkpoint(path)
+
+
+def _complete_neighbour(root: str) -> str:
+    """Where the complete checkpoint of ``root`` is, in words, for the ``.incomplete`` refusal."""
+    from megatron_prealign.training.checkpointing import CheckpointError, find_checkpoint
+
+    try:
+        return f"load {root} (its newest complete checkpoint is {find_checkpoint(root)})"
+    except (CheckpointError, OSError):
+        return f"{root} holds no complete checkpoint to load instead"
+
+
 def load_megatron_checkpoint(path: str, tokenizer_model: Optional[str] = None) -> LoadedMegatron:
     """Load the newest checkpoint under ``path`` (or the iteration directory ``path``) at TP=1/PP=1.
 
@@ -156,12 +185,12 @@ def load_megatron_checkpoint(path: str, tokenizer_model: Optional[str] = None) -
         tokenizer_model: overrides the stored ``--tokenizer-model`` (when the file moved).
 
     Raises:
-        CheckpointError: not a (complete) megatron-prealign checkpoint.
+        CheckpointError: not a (complete) megatron-prealign checkpoint, or an interrupted save.
         ConversionError: the tokenizer cannot be rebuilt.
     """
-    from megatron_prealign.training.checkpointing import find_checkpoint, load_checkpoint, read_meta
+    from megatron_prealign.training.checkpointing import load_checkpoint, read_meta
 
-    iteration_dir = find_checkpoint(path)
+    iteration_dir = find_iteration(path)
     meta = read_meta(iteration_dir)
     args = single_process_args(meta["args"])
     tokenizer, vocab_size = real_vocab_size(args, tokenizer_model)

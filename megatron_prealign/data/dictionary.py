@@ -44,6 +44,7 @@ import itertools
 import json
 import os
 import re
+import zlib
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -235,41 +236,64 @@ def load_dictionary(path: str, format: str = "auto") -> Dictionary:
         A ``Dictionary``; ``entries[concept_id]`` is that concept's list of words.
 
     Raises:
-        DictionaryError: missing file, bad encoding or schema error (with file:line).
+        DictionaryError: missing file, bad encoding, schema error (with file:line), or a file
+            without a single usable concept (empty, or every concept dropped).
     """
     fmt = detect_format(path) if format == "auto" else format
     if fmt == "pairs":
-        return load_pairs(path)
-    if fmt == "multiway":
-        return load_multiway(path)
-    raise DictionaryError(f"unknown dictionary format {format!r}; use auto, pairs or multiway")
+        dictionary = load_pairs(path)
+    elif fmt == "multiway":
+        dictionary = load_multiway(path)
+    else:
+        raise DictionaryError(f"unknown dictionary format {format!r}; use auto, pairs or multiway")
+    if not dictionary.entries:
+        raise DictionaryError(_no_entries(dictionary))
+    return dictionary
+
+
+def _no_entries(dictionary: Dictionary) -> str:
+    """Why a dictionary holds no concept, in words (the message of ``load_dictionary``)."""
+    path = dictionary.path
+    if dictionary.dropped:
+        dropped = sum(dictionary.dropped.values())
+        return (f"{path}: none of its {dropped} entries has two distinct words "
+                f"({dictionary.dropped}), so no dictionary word can be matched; each entry needs a "
+                "word and at least one different translation")
+    size = os.path.getsize(path)
+    blank = "blank lines and comments" if dictionary.format == "pairs" else "blank lines"
+    what = "the file is empty (0 bytes)" if size == 0 else \
+        f"the file is empty: its {size} bytes hold no entry, only {blank}"
+    example = ('{"words": "bank $ banque"}' if dictionary.format == "multiway"
+               else "'bank<TAB>banque'")
+    return (f"{path}: {what}, so no dictionary word can be matched; give a dictionary with entries "
+            f"like {example}")
 
 
 def save_pairs(entries: Iterable[Sequence[str]], path: str) -> int:
     """Write concepts as pair lines ``first<TAB>other`` (one per other word). Returns lines."""
+    from megatron_prealign.files import atomic_open
+
     lines = 0
-    tmp = path + ".partial"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         for words in entries:
             for other in words[1:]:
                 f.write(f"{words[0]}\t{other}\n")
                 lines += 1
-    os.replace(tmp, path)
     return lines
 
 
 def save_multiway(entries: Iterable[Sequence[str]], path: str) -> int:
     """Write concepts as multi-way JSONL (``{"words": "a $ b"}``). Returns lines."""
+    from megatron_prealign.files import atomic_open
+
     lines = 0
-    tmp = path + ".partial"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         for words in entries:
             if any(WORD_SEPARATOR in w for w in words):
                 f.write(json.dumps({"words": list(words)}, ensure_ascii=False) + "\n")
             else:
                 f.write(json.dumps({"words": f" {WORD_SEPARATOR} ".join(words)}, ensure_ascii=False) + "\n")
             lines += 1
-    os.replace(tmp, path)
     return lines
 
 
@@ -502,37 +526,83 @@ def read_dictd(base: str) -> Iterator[RawPair]:
                 f"{p}: not found; install the lexicon (e.g. apt-get install dict-freedict-eng-deu) "
                 "and pass the path without extension, e.g. /usr/share/dictd/freedict-eng-deu"
             )
-    opener = gzip.open if data_path.endswith(".dz") else open
-    with opener(data_path, "rb") as f:
-        data = f.read()
-    with open(index_path, "r", encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            cols = line.rstrip("\n").split("\t")
-            if len(cols) < 3:
-                raise DictionaryError(
-                    f"{index_path}:{number}: expected 'headword<TAB>offset<TAB>length', got "
-                    f"{line[:80]!r}; is this a dictd .index file?"
-                )
-            headword = cols[0].strip()
-            if headword.startswith("00-database") or headword.startswith("00database"):
+    data = _read_dictd_data(data_path)
+    for number, headword, offset, length in _dictd_index(index_path, data_path, len(data)):
+        if headword.startswith("00-database") or headword.startswith("00database"):
+            continue
+        body = data[offset : offset + length].decode("utf-8", "replace")
+        where = f"{index_path}:{number}"
+        for body_line in body.split("\n")[1:]:
+            if not body_line.strip() or body_line[:1].isspace():
                 continue
-            try:
-                offset, length = dictd_number(cols[1]), dictd_number(cols[2])
-            except KeyError:
-                raise DictionaryError(
-                    f"{index_path}:{number}: offset/length {cols[1]!r}/{cols[2]!r} are not dictd "
-                    "base-64 numbers"
-                ) from None
-            body = data[offset : offset + length].decode("utf-8", "replace")
-            where = f"{index_path}:{number}"
-            for body_line in body.split("\n")[1:]:
-                if not body_line.strip() or body_line[:1].isspace():
-                    continue
-                text = _ANNOTATIONS.sub("", _NUMBERING.sub("", body_line.strip()))
-                for candidate in re.split(r"[,;]", text):
-                    candidate = candidate.strip()
-                    if candidate:
-                        yield RawPair(headword, candidate, where)
+            text = _ANNOTATIONS.sub("", _NUMBERING.sub("", body_line.strip()))
+            for candidate in re.split(r"[,;]", text):
+                candidate = candidate.strip()
+                if candidate:
+                    yield RawPair(headword, candidate, where)
+
+
+_REINSTALL = "reinstall the lexicon (e.g. apt-get install --reinstall dict-freedict-eng-deu)"
+
+
+def _read_dictd_data(path: str) -> bytes:
+    """The whole (decompressed) ``.dict``/``.dict.dz``; a truncated or damaged file is an error."""
+    from megatron_prealign.files import describe_os_error
+
+    try:
+        if path.endswith(".dz"):
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        with open(path, "rb") as f:
+            return f.read()
+    except EOFError:
+        raise DictionaryError(f"{path}: truncated (the compressed data ends before its end "
+                              f"marker); {_REINSTALL}") from None
+    except (gzip.BadGzipFile, zlib.error) as err:
+        raise DictionaryError(f"{path}: not a valid dictzip/gzip file ({err}); {_REINSTALL}") from None
+    except OSError as err:
+        raise DictionaryError(describe_os_error(err, path)) from None
+
+
+def _dictd_index(index_path: str, data_path: str, data_size: int) -> List[Tuple[int, str, int, int]]:
+    """(line, headword, offset, length) of every ``.index`` line, all checked against the data.
+
+    Entries that end past the data file mean it was cut short: they are counted and refused, with
+    the first one's line, instead of being read as empty or partial entries.
+    """
+    entries = []
+    try:
+        with open(index_path, "r", encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+    except UnicodeDecodeError as err:
+        raise DictionaryError(f"{index_path}: not valid UTF-8 ({err.reason} at byte {err.start}); "
+                              "is this a dictd .index file?") from None
+    for number, line in enumerate(lines, start=1):
+        cols = line.split("\t")
+        if len(cols) < 3:
+            raise DictionaryError(
+                f"{index_path}:{number}: expected 'headword<TAB>offset<TAB>length', got "
+                f"{line[:80]!r}; is this a dictd .index file?"
+            )
+        try:
+            offset, length = dictd_number(cols[1]), dictd_number(cols[2])
+        except KeyError:
+            raise DictionaryError(
+                f"{index_path}:{number}: offset/length {cols[1]!r}/{cols[2]!r} are not dictd "
+                "base-64 numbers"
+            ) from None
+        entries.append((number, cols[0].strip(), offset, length))
+    past = [e for e in entries if e[2] + e[3] > data_size]
+    if past:
+        number, headword = past[0][:2]
+        raise DictionaryError(
+            f"{data_path} is truncated: {len(past)} of the {len(entries)} entries of {index_path} "
+            f"end past its {data_size} bytes (the first at {index_path}:{number}, {headword!r}); "
+            f"{_REINSTALL}"
+        )
+    return entries
 
 
 @dataclass

@@ -29,11 +29,15 @@ Clone shards
 A clone shard is an English shard with every id (EOD included) plus ``V``: same ``.idx`` lengths
 and document boundaries, token dtype chosen for ``2V``. ``write_clone_shard`` makes one from an
 English shard without re-tokenizing; ``tools/preprocess_data.py --write-clone`` writes the same
-bytes directly from text.
+bytes directly from text. It refuses an output that is one of its inputs (the English shard or its
+code-switching companion, whatever the spelling or symlink that leads there), and removes a stale
+companion left at the output prefix by an older dataset, which training would otherwise pair with
+the clone.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections import Counter
@@ -48,9 +52,60 @@ from megatron_prealign.data.tokenizer import (
     WordBoundaries,
     optimal_token_dtype,
 )
+from megatron_prealign.errors import PreAlignError
 
 CLONE_TAG = "<clone>"
 CLONE_END_TAG = "</clone>"
+
+
+class PathError(PreAlignError, ValueError):
+    """An input file that is missing, or an output that would overwrite an input; names both."""
+
+
+def check_shard_exists(prefix: str, flag: str = "--input-prefix") -> None:
+    """Raise ``PathError`` naming the missing ``.bin``/``.idx`` of the shard ``prefix``."""
+    missing = [prefix + ext for ext in (".bin", ".idx") if not os.path.isfile(prefix + ext)]
+    if not missing:
+        return
+    from megatron_prealign.data.shards import TARGETS_SUFFIX
+
+    if len(missing) == 1:
+        hint = "the shard is incomplete; write it again with tools/preprocess_data.py"
+    else:
+        hint = "pass the shard prefix that tools/preprocess_data.py printed, without .bin/.idx"
+        stem = prefix[:-4] if prefix.endswith((".bin", ".idx")) else prefix
+        found = [f[: -len(".idx")] for f in sorted(glob.glob(glob.escape(stem) + "*.idx"))]
+        found = [f for f in found if not f.endswith(TARGETS_SUFFIX)]
+        if found:
+            hint = "did you mean " + " or ".join(found[:3]) + "?"
+    raise PathError(f"{flag} {prefix}: {' and '.join(missing)} not found; {hint}")
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):  # any spelling, symlinks in any component
+        return True
+    try:
+        return os.path.samefile(a, b)  # one file under two mounts (bind mounts), or hard links
+    except OSError:
+        return False
+
+
+def check_outputs_apart(inputs: Sequence[Tuple[str, str]], outputs: Sequence[Tuple[str, str]]) -> None:
+    """Refuse an output file that is an input file, or another output (before anything is written).
+
+    Args:
+        inputs, outputs: (what the file is, e.g. ``"--input-prefix"``, its path) pairs.
+
+    Raises:
+        PathError: naming both files and the flag to change.
+    """
+    for k, (what, path) in enumerate(outputs):
+        for other, other_path in list(inputs) + list(outputs[:k]):
+            if _same_file(path, other_path):
+                why = ("writing it would replace that file" if os.path.exists(other_path) else
+                       "the two must be different files")
+                raise PathError(f"{what} {path} is the same file as {other} {other_path}: {why}; "
+                                "choose another output path")
 
 
 def is_clone_word(word: str) -> bool:
@@ -241,6 +296,7 @@ def words_from_shard(
     """
     from megatron_prealign.data.shards import indexed_dataset_module
 
+    check_shard_exists(prefix)
     data = indexed_dataset_module().IndexedDataset(prefix)
     boundaries = tokenizer.word_boundaries
     counts: Counter = Counter()
@@ -330,8 +386,16 @@ def write_clone_shard(
     Returns:
         A small report (documents, sequences, tokens, dtype).
     """
-    from megatron_prealign.data.shards import ShardWriter, commit_outputs, indexed_dataset_module
+    from megatron_prealign.data.shards import (
+        ShardWriter,
+        commit_outputs,
+        companion_prefix,
+        indexed_dataset_module,
+    )
 
+    check_shard_exists(input_prefix)
+    check_outputs_apart(shard_files("the English shard", input_prefix),
+                        shard_files("the clone shard", output_prefix))
     data = indexed_dataset_module().IndexedDataset(input_prefix)
     dtype = optimal_token_dtype(2 * base_vocab_size)
     in_dtype = data.index.dtype
@@ -349,7 +413,7 @@ def write_clone_shard(
             done += n
         writer.set_index(lengths, np.asarray(data.index.document_indices, dtype=np.int64))
         writer.finalize()
-        commit_outputs([writer])
+        commit_outputs([writer], stale_prefixes=[companion_prefix(output_prefix)])
     except BaseException:
         writer.abort()
         raise
@@ -361,10 +425,20 @@ def write_clone_shard(
     }
 
 
+def shard_files(what: str, prefix: str) -> List[Tuple[str, str]]:
+    """(label, path) of the ``.bin``/``.idx`` of a shard and of its code-switching companion, for
+    ``check_outputs_apart``."""
+    from megatron_prealign.data.shards import companion_prefix
+
+    return [(label, path + ext)
+            for label, path in ((what, prefix), (f"{what}'s companion", companion_prefix(prefix)))
+            for ext in (".bin", ".idx")]
+
+
 def save_dictionary_report(path: str, report: Dict[str, object]) -> None:
     """Write a JSON report next to a generated dictionary."""
-    tmp = path + ".partial"
-    with open(tmp, "w", encoding="utf-8") as f:
+    from megatron_prealign.files import atomic_open
+
+    with atomic_open(path) as f:
         json.dump(report, f, indent=2, sort_keys=True)
         f.write("\n")
-    os.replace(tmp, path)

@@ -178,3 +178,18 @@ def test_import_tool_on_dictd(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "kept 2 pairs" in printed and "duplicate 1" in printed
     assert main(["--dictd", str(tmp_path / "none"), "--output", str(out)]) == 1
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("empty.tsv", "", "the file is empty (0 bytes), so no dictionary word can be matched"),
+    ("blank.tsv", "\n# a comment\n\n", "the file is empty: its 14 bytes hold no entry, only blank "
+                                        "lines and comments"),
+    ("same.jsonl", '{"words": "bank $ bank"}\n', "none of its 1 entries has two distinct words"),
+])
+def test_a_dictionary_without_entries_is_an_error(tmp_path, name, text, message):
+    """Empty (or useless) dictionaries fail where they are loaded (preprocess --dictionary, stage 1,
+    evaluation), naming the file, instead of code-switching or aligning nothing."""
+    path = write(tmp_path / name, text)
+    with pytest.raises(DictionaryError) as err:
+        load_dictionary(path)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)

@@ -76,3 +76,24 @@ def test_clone_shard_from_english_shard(tmp_path, sp_tokenizer):
     words, rep = ec.words_from_shard(en_prefix, sp_tokenizer, min_count=3)
     assert "the" in words and rep["word_types"] > len(words)
     assert all(sp_tokenizer.word_problem(sp_tokenizer.word_initial_ids(w)) is None for w in words)
+
+
+def test_clone_shard_never_overwrites_its_input_and_drops_a_stale_companion(tmp_path):
+    en = run_preprocess(PreprocessConfig(input=[CORPUS], output_prefix=str(tmp_path / "en"),
+                                         tokenizer_type="SentencePieceTokenizer",
+                                         tokenizer_model=SP_MODEL, append_eod=True, progress="none"))
+    en_prefix = en["outputs"]["text"]["prefix"]
+    before = [open(en_prefix + ext, "rb").read() for ext in (".bin", ".idx")]
+    for out in (en_prefix, en_prefix + "_targets"):  # the shard itself, the name of its companion
+        with pytest.raises(ec.PathError, match="is the same file as the English shard"):
+            ec.write_clone_shard(en_prefix, out, 500)
+    assert [open(en_prefix + ext, "rb").read() for ext in (".bin", ".idx")] == before
+    # An older code-switched dataset at the output prefix left its companion there: training would
+    # pair it with the clone shard.
+    clone = str(tmp_path / "clone_text_document")
+    for ext in (".bin", ".idx"):
+        with open(clone + "_targets" + ext, "wb") as f:
+            f.write(b"stale")
+    ec.write_clone_shard(en_prefix, clone, 500)
+    assert sorted(p.name for p in tmp_path.glob("clone*")) == ["clone_text_document.bin",
+                                                                "clone_text_document.idx"]

@@ -49,3 +49,23 @@ def test_usage_errors(tmp_path, capsys):
     assert clone_main(SP + ["--word-list", str(words), "--dictionary-out", str(tmp_path / "d.tsv")]) == 0
     assert load_dictionary(str(tmp_path / "d.tsv")).entries == [
         ["house", "<clone>house"], ["school", "<clone>school"]]
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path, capsys, monkeypatch):
+    """Whatever the spelling (relative, '..', a symlinked directory), the English shard, its
+    companion's name and its index are never written over; nothing is written at all."""
+    data = tmp_path / "data"
+    assert preprocess_main(SP + ["--input", CORPUS, "--append-eod", "--progress", "none",
+                                 "--output-prefix", str(data / "en")]) == 0
+    shard = str(data / "en_text_document")
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    (tmp_path / "link").symlink_to(data)
+    monkeypatch.chdir(tmp_path)
+    for out in (shard, "data/en_text_document", f"{data}/../data/./en_text_document",
+                f"{tmp_path}/link/en_text_document", shard + "_targets"):
+        assert clone_main(SP + ["--input-prefix", shard, "--output-prefix", out]) == 1, out
+        assert "is the same file as --input-prefix" in capsys.readouterr().err
+    assert clone_main(SP + ["--input-prefix", shard, "--dictionary-out", shard + ".idx"]) == 1
+    assert f"--dictionary-out {shard}.idx is the same file as --input-prefix {shard}.idx" in \
+        capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
