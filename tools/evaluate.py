@@ -28,16 +28,25 @@ Input formats (documented in ``megatron_prealign/evaluation``):
 * ``--transfer FILE``: JSONL ``{"text" | "ids", "label", "split"}`` with split ``train`` and
   ``source`` (language A) or ``target`` (language B).
 
-Exit status 0, or 2 with a message naming the file or flag.
+Exit status 0; 2 for a flag that cannot be used (a malformed NAME=PATH, a path that does not
+exist); 1 for an input or output problem (an empty or malformed file, ids outside the model's
+vocabulary, a transfer task with one label, an output directory that cannot be written). Inputs
+and the output directory are checked before any model is loaded.
 """
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from megatron_prealign.errors import PreAlignError  # noqa: E402  (light: no torch)
+from megatron_prealign.files import OutputError, check_output_parent  # noqa: E402
+
+
+class FlagError(PreAlignError, ValueError):
+    """A flag whose value cannot be used (exit status 2, as for argparse's own errors)."""
 
 
 def _named(values, flag):
@@ -47,9 +56,9 @@ def _named(values, flag):
         if not sep:
             name, path = os.path.basename(os.path.normpath(item)), item
         if not name or not path:
-            raise ValueError(f"{flag}: expected NAME=PATH, got {item!r}")
+            raise FlagError(f"{flag}: expected NAME=PATH, got {item!r}")
         if name in out:
-            raise ValueError(f"{flag}: the name {name!r} is used twice")
+            raise FlagError(f"{flag}: the name {name!r} is used twice")
         out[name] = path
     return out
 
@@ -82,61 +91,101 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _read_jsonl(path):
-    with open(path, encoding="utf-8") as f:
-        records = []
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{n}: not valid JSON ({err})") from err
+def _transfer_records(path):
+    """The records of a ``--transfer`` file, checked before any model is loaded."""
+    from megatron_prealign.evaluation.inputs import EvalDataError, read_jsonl
+
+    records = read_jsonl(path)
+    if not records:
+        raise EvalDataError(f"{path}: the file is empty; give JSONL records "
+                            '{"text" | "ids", "label", "split"}')
+    for n, r in records:
+        if "label" not in r or not ("text" in r or "ids" in r):
+            raise EvalDataError(f'{path}:{n}: a record needs a "label" and a "text" or "ids"')
+        if r.get("split") not in ("train", "source", "target"):
+            raise EvalDataError(f"{path}:{n}: split must be train, source or target, got "
+                                f"{r.get('split')!r}")
+    for split in ("train", "source", "target"):
+        if not any(r["split"] == split for _, r in records):
+            raise EvalDataError(f"{path}: no {split!r} example")
+    # One label makes every accuracy 1.0 and the chance 1.0 too: the probe would measure nothing.
+    for scope, subset in (("every record", records),
+                          ("every 'train' record", [x for x in records if x[1]["split"] == "train"])):
+        labels = sorted({str(r["label"]) for _, r in subset})
+        if len(labels) < 2:
+            raise EvalDataError(f"{path}: {scope} has the label {labels[0]!r}: with one class the "
+                                "probe is always right (chance 1.0), which measures nothing; give "
+                                "examples of at least two labels")
     return records
 
 
-def _transfer_sets(path, tokenizer):
-    records = _read_jsonl(path)
-    for n, r in enumerate(records, 1):
-        if "label" not in r or not ("text" in r or "ids" in r):
-            raise ValueError(f"{path}: record {n} needs a \"label\" and a \"text\" or \"ids\"")
-    names = sorted({str(r["label"]) for r in records})
+def _transfer_sets(path, records, tokenizer, vocab_size):
+    from megatron_prealign.evaluation.inputs import EvalDataError, check_token_ids
+
+    names = sorted({str(r["label"]) for _, r in records})
     index = {name: i for i, name in enumerate(names)}
     sets = {"train": ([], []), "source": ([], []), "target": ([], [])}
-    for n, r in enumerate(records, 1):
-        split = r.get("split")
-        if split not in sets:
-            raise ValueError(f"{path}:{n}: split must be train, source or target, got {split!r}")
+    for n, r in records:
         if "ids" in r:
-            ids = [int(i) for i in r["ids"]]
+            try:
+                ids = [int(i) for i in r["ids"]]
+            except (TypeError, ValueError):
+                raise EvalDataError(f'{path}:{n}: "ids" must be a list of integers') from None
+            check_token_ids(ids, vocab_size, f"{path}:{n}")
         elif tokenizer is None:
-            raise ValueError(f"{path}:{n}: text needs a tokenizer and the model has none (use ids)")
+            raise EvalDataError(f"{path}:{n}: text needs a tokenizer and the model has none (use ids)")
         else:
             ids = tokenizer.tokenize(r["text"])
-        sets[split][0].append(ids)
-        sets[split][1].append(index[str(r["label"])])
-    for split, (seqs, _) in sets.items():
-        if not seqs:
-            raise ValueError(f"{path}: no {split!r} example")
+        sets[r["split"]][0].append(ids)
+        sets[r["split"]][1].append(index[str(r["label"])])
     return sets
 
 
+def _check_perplexity_input(lang, path):
+    from megatron_prealign.evaluation.inputs import EvalDataError, has_content
+    from megatron_prealign.evaluation.perplexity import check_shard_input
+
+    if os.path.isfile(path):
+        if not has_content(path):
+            raise EvalDataError(f"--perplexity {lang}={path}: the file is empty; give held-out text "
+                                '(JSONL, one {"text": ...} per line) or a shard prefix')
+    elif os.path.isfile(path + ".bin") and os.path.isfile(path + ".idx"):
+        check_shard_input(path)
+    else:
+        raise FlagError(f"--perplexity {lang}={path}: neither a JSONL file nor a shard prefix "
+                        "(PREFIX.bin + PREFIX.idx)")
+
+
 def check_inputs(args) -> None:
-    """Fail before any model is loaded when an input is missing or malformed."""
-    _named(args.model, "--model")
+    """Fail before any model is loaded when a flag, an input or the output cannot be used."""
+    from megatron_prealign.evaluation.inputs import EvalDataError, read_jsonl
+
+    for flag, least in (("max_tokens", 1), ("batch_size", 1), ("alignment_max_words", 1),
+                        ("probe_steps", 1), ("seq_length", 2)):  # a window predicts from token 2 on
+        value = getattr(args, flag)
+        if value is not None and value < least:
+            raise FlagError(f"--{flag.replace('_', '-')} must be at least {least}, got {value}")
     for path in _named(args.model, "--model").values():
         if not os.path.isdir(path):
-            raise ValueError(f"--model {path}: no such directory")
+            raise FlagError(f"--model {path}: no such directory")
     for lang, path in _named(args.perplexity, "--perplexity").items():
-        if not (os.path.isfile(path) or (os.path.isfile(path + ".bin") and os.path.isfile(path + ".idx"))):
-            raise ValueError(f"--perplexity {lang}={path}: neither a JSONL file nor a shard prefix "
-                             "(PREFIX.bin + PREFIX.idx)")
+        _check_perplexity_input(lang, path)
     for flag, paths in (("--alignment-dictionary",
                          _named(args.alignment_dictionary, "--alignment-dictionary").values()),
                         ("--knowledge", [args.knowledge] if args.knowledge else []),
                         ("--transfer", [args.transfer] if args.transfer else [])):
         for path in paths:
             if not os.path.isfile(path):
-                raise ValueError(f"{flag} {path}: no such file")
+                raise FlagError(f"{flag} {path}: no such file")
+    if args.knowledge and not read_jsonl(args.knowledge):
+        raise EvalDataError(f"--knowledge {args.knowledge}: the file is empty; give JSONL items "
+                            '{"prompt", "candidates", "answer", "group"}')
+    if args.transfer:
+        _transfer_records(args.transfer)
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise OutputError(f"--output {args.output}: a regular file, not a directory; give a directory "
+                          "(it is created if missing)")
+    check_output_parent(os.path.join(args.output, "results.json"), "--output")  # writable there?
 
 
 def evaluate_model(name, path, args, log=print):
@@ -153,9 +202,14 @@ def evaluate_model(name, path, args, log=print):
         perplexity,
         zero_shot_transfer,
     )
+    from megatron_prealign.evaluation.inputs import EvalDataError, read_jsonl
     from megatron_prealign.evaluation.report import level_alignment_dict
 
     model, tokenizer = load_eval_model(path, name, args.tokenizer_model)
+    hidden_levels = [level for level in model.level_names() if level != "output_embedding"]
+    if args.transfer and args.probe_level not in hidden_levels:  # the probe reads hidden states
+        raise FlagError(f"--probe-level {args.probe_level}: {name} has the levels "
+                        f"{', '.join(hidden_levels)}")
     iteration = None
     if model.kind == "megatron":
         from megatron_prealign.training.checkpointing import find_checkpoint, read_meta
@@ -164,15 +218,21 @@ def evaluate_model(name, path, args, log=print):
     run = {"name": name, "model": {"path": os.path.abspath(path), "kind": model.kind,
                                    "iteration": iteration}}
     for lang, data in _named(args.perplexity, "--perplexity").items():
-        sequences = load_sequences(data, tokenizer, max_tokens=args.max_tokens)
+        sequences = load_sequences(data, tokenizer, max_tokens=args.max_tokens, vocab_size=model.vocab_size)
+        if not any(len(s) >= 2 for s in sequences):
+            raise EvalDataError(f"--perplexity {lang}={data}: every document is shorter than two "
+                                "tokens: nothing to predict")
         result = perplexity(model, sequences, seq_length=args.seq_length,
                             batch_size=args.batch_size, max_tokens=args.max_tokens)
         run.setdefault("perplexity", {})[lang] = dataclasses.asdict(result)
         log(f"[{name}] perplexity {lang}: {result.perplexity:.2f} ({result.tokens:,} tokens)")
     for dict_name, dict_path in _named(args.alignment_dictionary, "--alignment-dictionary").items():
         if tokenizer is None:
-            raise ValueError(f"--alignment-dictionary {dict_path}: the model has no tokenizer")
+            raise EvalDataError(f"--alignment-dictionary {dict_path}: the model has no tokenizer")
         entries = load_dictionary_entries(dict_path, tokenizer, max_words=args.alignment_max_words)
+        if not entries:
+            raise EvalDataError(f"--alignment-dictionary {dict_name}={dict_path}: no entry fits in "
+                                f"--alignment-max-words {args.alignment_max_words}")
         levels = evaluate_alignment(model, entries)
         run.setdefault("alignment", {})[dict_name] = {
             "dictionary": os.path.abspath(dict_path), "entries": len(entries),
@@ -180,7 +240,10 @@ def evaluate_model(name, path, args, log=print):
         log(f"[{name}] alignment {dict_name}: P@1 " +
             " ".join(f"{lvl} {m.p_at_1:.2f}" for lvl, m in levels.items()))
     if args.knowledge:
-        items = items_from_records(_read_jsonl(args.knowledge), tokenizer, args.knowledge)
+        numbered = read_jsonl(args.knowledge)
+        items = items_from_records([r for _, r in numbered], tokenizer, args.knowledge,
+                                   lines=[n for n, _ in numbered], vocab_size=model.vocab_size,
+                                   max_length=model.max_length)
         result = knowledge_accuracy(LikelihoodScorer(model, args.batch_size * 4), items,
                                     length_normalize=args.knowledge_length_normalize)
         run["knowledge"] = result
@@ -188,7 +251,8 @@ def evaluate_model(name, path, args, log=print):
             f"{g} {r['accuracy']:.2f} (n={r['items']}, chance {r['chance']:.2f})"
             for g, r in result.items()))
     if args.transfer:
-        sets = _transfer_sets(args.transfer, tokenizer)
+        sets = _transfer_sets(args.transfer, _transfer_records(args.transfer), tokenizer,
+                              model.vocab_size)
         result = zero_shot_transfer(model, sets["train"], sets["source"], sets["target"],
                                     ProbeConfig(level=args.probe_level, steps=args.probe_steps,
                                                 seed=args.seed))
@@ -202,25 +266,22 @@ def evaluate_model(name, path, args, log=print):
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        check_inputs(args)  # before the slow imports and any model load
-    except ValueError as err:
+        check_inputs(args)  # before any model is loaded
+    except PreAlignError as err:
         print(f"evaluate.py: error: {err}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(err, FlagError) else 1
     from megatron_prealign import cpu_compat
 
     cpu_compat.apply()  # before Megatron-Core is first imported; inert on CUDA machines
-    from megatron_prealign.conversion.mapping import ConversionError
-    from megatron_prealign.evaluation.perplexity import EvalDataError
     from megatron_prealign.evaluation.report import make_report, markdown_report, write_report
-    from megatron_prealign.training.checkpointing import CheckpointError
     try:
         models = _named(args.model, "--model")
         runs = [evaluate_model(name, path, args) for name, path in models.items()]
         report = make_report(runs)
         paths = write_report(report, args.output)
-    except (ValueError, KeyError, OSError, ConversionError, CheckpointError, EvalDataError) as err:
+    except PreAlignError as err:  # anything else is a bug and keeps its traceback
         print(f"evaluate.py: error: {err}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(err, FlagError) else 1
     finally:
         import torch
 

@@ -27,6 +27,7 @@ import json
 import random
 import re
 import sys
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List
@@ -44,23 +45,74 @@ SPLITS = ("train", "valid", "heldout")
 sys.path.insert(0, str(REPO))
 from examples.english_clone.facts import GROUPS, make_facts, insert_facts  # noqa: E402
 from examples.english_clone.pipeline import StepFailed  # noqa: E402
+from megatron_prealign.errors import PreAlignError  # noqa: E402
+from megatron_prealign.files import describe_os_error  # noqa: E402
+
+
+class CorpusError(PreAlignError, ValueError):
+    """A corpus or data file the experiment cannot use; the message names the file (and line)."""
 
 
 def read_jsonl(path: Path, key: str = "text") -> List[dict]:
+    """The records of a JSONL file (``.gz`` too), each an object with a string ``key``.
+
+    Raises ``CorpusError`` naming the file and line of the first malformed line, or the file when
+    it cannot be read.
+    """
     opener = gzip.open if str(path).endswith(".gz") else open
     rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not valid JSON ({err})") from err
-            if not isinstance(row.get(key), str):
-                raise ValueError(f"{path}:{number}: no string field {key!r}")
-            rows.append(row)
+    number = 0
+    try:
+        with opener(path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                line = raw.decode("utf-8")
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise CorpusError(f"{path}:{number}: not valid JSON ({err})") from None
+                if not isinstance(row, dict) or not isinstance(row.get(key), str):
+                    raise CorpusError(f"{path}:{number}: expected a JSON object with a string field "
+                                      f"{key!r}, got {line.strip()[:80]!r}")
+                rows.append(row)
+    except UnicodeDecodeError as err:
+        raise CorpusError(f"{path}:{number}: not UTF-8 text ({err.reason})") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise CorpusError(f"{path}: a truncated or corrupt .gz file ({err})") from None
+    except OSError as err:
+        raise CorpusError(describe_os_error(err, str(path))) from None
     return rows
+
+
+def usable_paragraphs(path: Path) -> List[str]:
+    """The corpus's distinct paragraphs of >= 40 characters, whitespace normalized, in file order."""
+    rows = read_jsonl(path)
+    if not rows:
+        raise CorpusError(f"{path}: the corpus is empty; give one JSON object per line with a "
+                          '"text" field (one paragraph each)')
+    seen, paragraphs = set(), []
+    for row in rows:
+        text = " ".join(row["text"].split())
+        if len(text) >= 40 and text not in seen:
+            seen.add(text)
+            paragraphs.append(text)
+    return paragraphs
+
+
+def _check_paragraph_count(preset, count: int, path: Path) -> None:
+    h, v = preset.heldout_paragraphs, preset.valid_paragraphs
+    if count < 4 * (h + v):
+        raise CorpusError(f"{path}: only {count} usable paragraphs (>= 40 characters); "
+                          f"the {preset.name} preset holds out {h} test and {v} validation paragraphs "
+                          "per language and needs several times more")
+
+
+def check_corpus(path: Path, presets) -> None:
+    """Fail before any step runs if ``path`` cannot feed the corpus step of every preset."""
+    count = len(usable_paragraphs(path))
+    for preset in presets:
+        _check_paragraph_count(preset, min(count, preset.max_paragraphs or count), path)
 
 
 def write_jsonl(path: Path, texts: List[str]) -> None:
@@ -73,21 +125,12 @@ def write_jsonl(path: Path, texts: List[str]) -> None:
 
 
 def corpus_step(preset, corpus_path: Path, out: Path, inputs) -> dict:
-    rows = read_jsonl(corpus_path)
-    seen, paragraphs = set(), []
-    for row in rows:
-        text = " ".join(row["text"].split())
-        if len(text) >= 40 and text not in seen:
-            seen.add(text)
-            paragraphs.append(text)
+    paragraphs = usable_paragraphs(corpus_path)
     random.Random(0).shuffle(paragraphs)
     if preset.max_paragraphs:
         paragraphs = paragraphs[:preset.max_paragraphs]
+    _check_paragraph_count(preset, len(paragraphs), corpus_path)
     h, v = preset.heldout_paragraphs, preset.valid_paragraphs
-    if len(paragraphs) < 4 * (h + v):
-        raise ValueError(f"{corpus_path}: only {len(paragraphs)} usable paragraphs (>= 40 characters); "
-                         f"the {preset.name} preset holds out {h} test and {v} validation paragraphs "
-                         "per language and needs several times more")
     # Test paragraphs (final perplexities) and validation paragraphs (curves during training and
     # learning-rate selection in the sweep) are disjoint, so no reported number chose a setting.
     held = [paragraphs[i * h:(i + 1) * h] for i in range(2)]

@@ -6,9 +6,12 @@ Its key is a hash of its kind, parameters and the keys of its inputs, and it wri
 again skips complete steps, so changing one setting re-runs exactly the steps downstream of it, and
 arms or seeds that share a step (e.g. one stage-1 checkpoint for two arms) run it once.
 
-An interrupted step never looks complete. Ordinary steps work in ``<dir>.partial`` and are renamed
-when done, so a rerun starts them afresh; training steps are ``resumable``: they keep their directory
-and continue from their last checkpoint (Megatron ``--save``/``--load`` in the same directory).
+An interrupted or failed step never looks complete. Ordinary steps work in ``<dir>.partial`` and are
+renamed when done; a failure leaves the ``.partial`` (with the step's log, for inspection), which the
+next run deletes before it starts that step afresh. Training steps are ``resumable``: they keep their
+directory, without ``done.json`` until they finish, and continue from their last checkpoint (Megatron
+``--save``/``--load`` in the same directory). One pipeline writes a root at a time: the entry points
+hold ``ROOT/.lock`` (``files.output_lock``) for their whole run.
 
 Progress: one status line per step (which arm, seed and step, elapsed time, estimated time left from
 the steps' cost estimates, rescaled by how fast the finished ones actually went), and a live bar for
@@ -28,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
+
+from megatron_prealign.errors import PreAlignError
 
 DONE = "done.json"
 BIG_STEP_COST = 60.0
@@ -55,8 +60,8 @@ class Step:
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-class StepFailed(RuntimeError):
-    pass
+class StepFailed(PreAlignError, RuntimeError):
+    """A step's command failed; the message has its log's path and tail."""
 
 
 def _format_seconds(seconds: float) -> str:
@@ -69,7 +74,6 @@ class Pipeline:
     def __init__(self, root: Path, quiet: bool = False):
         self.root = Path(root)
         self.quiet = quiet
-        (self.root / "steps").mkdir(parents=True, exist_ok=True)
 
     def directory(self, step: Step) -> Path:
         return self.root / "steps" / f"{step.kind}-{step.key}"
@@ -82,6 +86,7 @@ class Pipeline:
 
     def run(self, targets: Sequence[Step]) -> None:
         order = self._topological(targets)
+        (self.root / "steps").mkdir(parents=True, exist_ok=True)
         todo = [s for s in order if not self.is_done(s)]
         started = time.time()
         skipped = len(order) - len(todo)
@@ -122,7 +127,14 @@ class Pipeline:
             {"kind": step.kind, "label": step.label, "params": step.params,
              "inputs": {k: str(v) for k, v in inputs.items()}}, indent=1, default=str))
         start = time.time()
-        result = step.run(work, inputs) or {}
+        try:
+            result = step.run(work, inputs) or {}
+        except BaseException:
+            # No done.json was written: the step never looks complete, and the next run redoes it.
+            then = "resumes it from its last checkpoint" if step.resumable else "starts it afresh"
+            self._say(f"step did not finish: {step.label}; its outputs so far are in {work} (not complete; "
+                      f"the next run {then})")
+            raise
         result = {"seconds": round(time.time() - start, 1), **result}
         (work / (DONE + ".tmp")).write_text(json.dumps(result, indent=1))
         os.replace(work / (DONE + ".tmp"), work / DONE)

@@ -25,6 +25,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from megatron_prealign.files import atomic_open  # noqa: E402
+
 HEADLINE = ["clone_ppl", "english_ppl", "knowledge_en_only", "knowledge_both", "knowledge_never",
             "knowledge_en_only_in_english", "transfer_english", "transfer_clone",
             "align_p1_last_layer_heldout", "align_p1_last_layer_unseen",
@@ -246,12 +248,14 @@ def _plot_metrics_vs_tokens(results: dict, path: Path) -> None:
 
 
 def write_report(output_dir: Path, preset, pipeline, evaluations) -> str:
-    """Write results.json, results.md and the plots; return the text to print."""
+    """Write the plots, results.md and, last, results.json; return the text to print.
+
+    The two results files are renamed into place complete (``files.atomic_open``), and results.json
+    comes last: its presence means the report was written whole.
+    """
     output_dir = Path(output_dir)
     results = collect(preset, pipeline, evaluations)
-    (output_dir / "results.json").write_text(json.dumps(results, indent=1))
     table = markdown(results)
-    (output_dir / "results.md").write_text(table)
     plots = output_dir / "plots"
     plots.mkdir(exist_ok=True)
     paths = [plots / "clone_loss.png", plots / "alignment.png", plots / "knowledge_transfer.png"]
@@ -261,5 +265,9 @@ def write_report(output_dir: Path, preset, pipeline, evaluations) -> str:
     if results.get("checkpoints"):
         paths.append(plots / "metrics_vs_tokens.png")
         _plot_metrics_vs_tokens(results, paths[-1])
+    with atomic_open(str(output_dir / "results.md")) as f:
+        f.write(table)
+    with atomic_open(str(output_dir / "results.json")) as f:
+        f.write(json.dumps(results, indent=1))
     return table + "\nplots: " + " ".join(str(p) for p in paths if p.exists()) + \
         f"\nresults: {output_dir / 'results.json'} {output_dir / 'results.md'}"

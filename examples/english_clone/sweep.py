@@ -46,9 +46,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from examples.english_clone import dag, data_prep, training_steps  # noqa: E402
+from examples.english_clone.cli import experiment_lock, parse_list, report_errors  # noqa: E402
 from examples.english_clone.pipeline import Pipeline  # noqa: E402
 from examples.english_clone.presets import AUTHORS_CODE, PAPER_WEIGHTS, PRESETS, Preset  # noqa: E402
 from examples.english_clone.report import mean_std, read_log  # noqa: E402
+from megatron_prealign.files import atomic_open  # noqa: E402
 
 GAP_METRICS = ["clone_ppl", "english_ppl", "knowledge_en_only", "knowledge_both",
                "knowledge_en_only_in_english", "transfer_english", "transfer_clone",
@@ -225,12 +227,14 @@ class Sweep:
 
     def write_report(self) -> str:
         report = self.report()
-        (self.output_dir / "sweep.json").write_text(json.dumps(report, indent=1))
         table = markdown(report)
-        (self.output_dir / "sweep.md").write_text(table)
         plots = self.output_dir / "plots"
-        plots.mkdir(exist_ok=True)
+        plots.mkdir(parents=True, exist_ok=True)
         plot_gaps(report, plots / "sweep_gap.png")
+        with atomic_open(str(self.output_dir / "sweep.md")) as f:  # complete or not at all
+            f.write(table)
+        with atomic_open(str(self.output_dir / "sweep.json")) as f:
+            f.write(json.dumps(report, indent=1))
         return table
 
 
@@ -318,7 +322,8 @@ def plot_gaps(report: dict, path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", choices=sorted(GRIDS), default="cpu")
-    parser.add_argument("--seeds", default="1,2", help="Comma list of integer seeds (first: lr grid).")
+    parser.add_argument("--seeds", default="1,2",
+                        help="Comma list of distinct integer seeds (first: lr grid).")
     parser.add_argument("--output-dir", required=True, type=Path)
     parser.add_argument("--variants", default=None, help="Comma list of the grid's variants to run.")
     parser.add_argument("--arms", default=None,
@@ -327,20 +332,17 @@ def main(argv=None) -> int:
     parser.add_argument("--lr-grid-every-variant", action="store_true",
                         help="Run the lr grid in every variant instead of reusing another's lrs.")
     args = parser.parse_args(argv)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        parser.error(f"--seeds: expected integers like 1,2, got {args.seeds!r}")
+    seeds = parse_list(parser, "--seeds", args.seeds, int)
     corpus = args.corpus or data_prep.DEFAULT_CORPUS
     if not corpus.is_file():
         parser.error(f"--corpus {corpus}: no such file")
-    variants = [v for v in args.variants.split(",") if v.strip()] if args.variants else None
+    variants = parse_list(parser, "--variants", args.variants) if args.variants else None
     grid = GRIDS[args.grid]
     if args.lr_grid_every_variant:
         grid = dataclasses.replace(grid, variants=tuple(dataclasses.replace(v, lr_from=None)
                                                         for v in grid.variants))
     if args.arms:
-        arms = tuple(a for a in args.arms.split(",") if a.strip())
+        arms = tuple(parse_list(parser, "--arms", args.arms))
         unknown = sorted(set(arms) - set(training_steps.ARMS))
         if unknown or not {"joint", "prealign"} <= set(arms):
             parser.error(f"--arms {args.arms}: choose from {sorted(training_steps.ARMS)}, "
@@ -350,10 +352,16 @@ def main(argv=None) -> int:
         sweep = Sweep(grid, seeds, args.output_dir, corpus, variants)
     except ValueError as err:
         parser.error(str(err))
-    sweep.run()
-    print(sweep.write_report())
-    print(f"report: {args.output_dir / 'sweep.md'} {args.output_dir / 'sweep.json'} "
-          f"{args.output_dir / 'plots' / 'sweep_gap.png'}")
+    return report_errors("sweep.py", lambda: run(sweep, corpus, args.output_dir))
+
+
+def run(sweep: Sweep, corpus: Path, output_dir: Path) -> int:
+    data_prep.check_corpus(corpus, [sweep.preset(v) for v in sweep.variants])  # before any write
+    with experiment_lock(output_dir):
+        sweep.run()
+        print(sweep.write_report())
+    print(f"report: {output_dir / 'sweep.md'} {output_dir / 'sweep.json'} "
+          f"{output_dir / 'plots' / 'sweep_gap.png'}")
     return 0
 
 

@@ -56,9 +56,11 @@ def _cuda_available() -> bool:
 
 
 def eval_dictionaries(dictionaries: Path) -> list:
-    return ["--alignment-eval-dictionary", f"dev={dictionaries / 'dev.jsonl'}",
-            f"unseen={dictionaries / 'unseen.jsonl'}",
-            f"strict_unseen={dictionaries / 'strict_unseen.jsonl'}"]
+    """The evaluation dictionaries that have entries (strict_unseen can be empty on a small corpus,
+    and training refuses an empty dictionary)."""
+    named = [f"{name}={dictionaries / (name + '.jsonl')}" for name in ("dev", "unseen", "strict_unseen")
+             if (dictionaries / (name + ".jsonl")).stat().st_size > 0]
+    return ["--alignment-eval-dictionary", *named] if named else []
 
 
 def _env(nproc: int) -> dict:

@@ -29,6 +29,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 import torch
 import torch.nn.functional as F
 
+from megatron_prealign.evaluation.inputs import EvalDataError, check_token_ids
 from megatron_prealign.evaluation.models import EvalModel
 
 Ids = Tuple[int, ...]
@@ -195,18 +196,30 @@ def items_to_records(items: Iterable[KnowledgeItem]) -> List[dict]:
              "answer": i.answer, "group": i.group} for i in items]
 
 
-def items_from_records(records: Iterable[dict], tokenizer=None, where: str = "items") -> List[KnowledgeItem]:
+def items_from_records(records: Iterable[dict], tokenizer=None, where: str = "items", *,
+                       lines: Optional[Sequence[int]] = None, vocab_size: Optional[int] = None,
+                       max_length: Optional[int] = None) -> List[KnowledgeItem]:
     """Knowledge items from JSON records (the ``tools/evaluate.py --knowledge`` file format).
 
     Each record is either text,
     ``{"prompt": "The capital of X is", "candidates": ["Paris", "Rome"], "answer": 0, "group": "transfer"}``
     (``answer`` an index or the right candidate's text; text may start with ``<clone>``), or ids,
     ``{"prompt_ids": [...], "candidate_ids": [[...], ...], "answer": 0, "group": "transfer"}``.
+
+    Args:
+        where: the file the records come from, for messages.
+        lines: the line of each record in that file (messages say ``where:line``; else ``record n``).
+        vocab_size: the model's vocabulary: an id not below it is refused.
+        max_length: the model's positions: a prompt + candidate longer than that is refused.
+
+    Raises:
+        EvalDataError: naming the file and line of a malformed record or one the model cannot score.
     """
     from megatron_prealign.data.english_clone import CLONE_TAG
 
     items = []
     for n, record in enumerate(records, 1):
+        at = f"{where}:{lines[n - 1]}" if lines is not None else f"{where}: record {n}"
         try:
             if "prompt_ids" in record:
                 prompt = tuple(int(i) for i in record["prompt_ids"])
@@ -225,7 +238,16 @@ def items_from_records(records: Iterable[dict], tokenizer=None, where: str = "it
                 answer = record["answer"]
                 if isinstance(answer, str):
                     answer = record["candidates"].index(answer)
-            items.append(KnowledgeItem(prompt, candidates, int(answer), str(record.get("group", "all"))))
-        except (KeyError, ValueError, TypeError) as err:
-            raise ValueError(f"{where}: record {n}: {err}") from err
+            item = KnowledgeItem(prompt, candidates, int(answer), str(record.get("group", "all")))
+        except KeyError as err:
+            raise EvalDataError(f"{at}: no {err} field") from None
+        except (ValueError, TypeError, AttributeError) as err:
+            raise EvalDataError(f"{at}: {err}") from None
+        if vocab_size is not None:
+            check_token_ids([i for ids in (prompt, *candidates) for i in ids], vocab_size, at)
+        longest = len(prompt) + max(len(c) for c in candidates)
+        if max_length is not None and longest > max_length:
+            raise EvalDataError(f"{at}: the prompt and its longest candidate are {longest} tokens, more "
+                                f"than the model's {max_length} positions; shorten them")
+        items.append(item)
     return items

@@ -24,6 +24,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from megatron_prealign.evaluation.inputs import EvalDataError
+
 
 class EvalModel:
     """A causal LM seen through the evaluation's interface (see the module docstring)."""
@@ -187,8 +189,12 @@ def load_eval_model(path: str, name: Optional[str] = None,
     if is_hf_directory(path):
         from megatron_prealign.conversion.hf import load_hf_model, read_conversion_meta
 
-        meta = read_conversion_meta(path) or {}
-        model = HFEvalModel(load_hf_model(path), name, meta.get("vocab_size"))
+        try:
+            meta = read_conversion_meta(path) or {}
+            hf_model = load_hf_model(path)
+        except (OSError, ValueError) as err:  # transformers' words for a broken or foreign directory
+            raise EvalDataError(f"{path}: cannot load this Hugging Face model directory ({err})") from err
+        model = HFEvalModel(hf_model, name, meta.get("vocab_size"))
         return model, _tokenizer_for_hf_dir(path)
     from megatron_prealign.conversion.megatron_io import load_megatron_checkpoint
 

@@ -20,7 +20,6 @@ out, so Megatron checkpoints and their Hugging Face conversions give the same nu
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from typing import Iterable, List, Optional, Sequence
@@ -29,12 +28,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from megatron_prealign.errors import PreAlignError
+from megatron_prealign.data.tokenizer import TokenizerError
+from megatron_prealign.evaluation.inputs import (
+    EvalDataError,
+    check_token_ids,
+    iter_jsonl,
+)
 from megatron_prealign.evaluation.models import EvalModel
-
-
-class EvalDataError(PreAlignError, ValueError):
-    """An evaluation input that cannot be read; the message names the file and the fix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,30 +52,38 @@ class PerplexityResult:
 
 
 def read_jsonl_sequences(path: str, tokenizer, *, key: str = "text", append_eod: bool = True,
-                         max_tokens: Optional[int] = None) -> List[List[int]]:
-    """Tokenize the documents of a JSONL file (see the module docstring)."""
+                         max_tokens: Optional[int] = None,
+                         vocab_size: Optional[int] = None) -> List[List[int]]:
+    """Tokenize the documents of a JSONL file (see the module docstring).
+
+    Raises ``EvalDataError`` naming the file (and line) when a line is malformed, when an id is not
+    below ``vocab_size`` (if given) or when the file holds no text at all.
+    """
     sequences: List[List[int]] = []
     total = 0
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    for line_number, record in iter_jsonl(path):
+        if key not in record:
+            raise EvalDataError(f"{path}:{line_number}: no {key!r} field")
+        texts = record[key] if isinstance(record[key], list) else [record[key]]
+        for text in texts:
+            if not isinstance(text, str):
+                raise EvalDataError(f"{path}:{line_number}: {key!r} must be a string or a list of "
+                                    f"strings, got {type(text).__name__}")
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise EvalDataError(f"{path}:{line_number}: not valid JSON ({err})") from err
-            if key not in record:
-                raise EvalDataError(f"{path}:{line_number}: no {key!r} field")
-            texts = record[key] if isinstance(record[key], list) else [record[key]]
-            for text in texts:
                 ids = list(tokenizer.tokenize(text))
-                if append_eod and ids:
-                    ids.append(_eod_for(tokenizer, text))
-                if ids:
-                    sequences.append(ids)
-                    total += len(ids)
-            if max_tokens is not None and total >= max_tokens:
-                break
+            except TokenizerError as err:  # e.g. a NullTokenizer id outside its vocabulary
+                raise EvalDataError(f"{path}:{line_number}: {err}") from err
+            if append_eod and ids:
+                ids.append(_eod_for(tokenizer, text))
+            if ids:
+                if vocab_size is not None:
+                    check_token_ids(ids, vocab_size, f"{path}:{line_number}")
+                sequences.append(ids)
+                total += len(ids)
+        if max_tokens is not None and total >= max_tokens:
+            break
+    if not sequences:
+        raise EvalDataError(f"{path}: no text to score: the file is empty or every {key!r} is empty")
     return sequences
 
 
@@ -87,8 +95,11 @@ def _eod_for(tokenizer, text: str) -> int:
     return tokenizer.eod
 
 
-def read_shard_sequences(prefix: str, *, max_tokens: Optional[int] = None) -> List[List[int]]:
-    """The sequences of a Megatron ``IndexedDataset`` shard (``PREFIX.bin``/``.idx``)."""
+def check_shard_input(prefix: str) -> None:
+    """Fail, naming the file, unless ``prefix`` is a whole, plain (not code-switched) shard with at
+    least one document. Reads the ``.idx`` only, so it is cheap enough to run before any model loads.
+    """
+    from megatron_prealign.data.shard_check import read_index
     from megatron_prealign.data.shards import companion_prefix
 
     for suffix in (".bin", ".idx"):
@@ -99,12 +110,27 @@ def read_shard_sequences(prefix: str, *, max_tokens: Optional[int] = None) -> Li
         raise EvalDataError(f"{prefix} is code-switched (it has {companion_prefix(prefix)}.idx): "
                             "perplexity needs plain held-out text; preprocess it with "
                             "--codeswitch-ratio 0")
+    index = read_index(prefix)  # a damaged or cut-short shard is named here, not by an mmap error
+    if index.num_sequences == 0:
+        raise EvalDataError(f"{prefix}: the shard holds no document, so there is no text to score")
+
+
+def read_shard_sequences(prefix: str, *, max_tokens: Optional[int] = None,
+                         vocab_size: Optional[int] = None) -> List[List[int]]:
+    """The sequences of a Megatron ``IndexedDataset`` shard (``PREFIX.bin``/``.idx``).
+
+    Raises ``EvalDataError`` (or ``ShardError``) naming the shard when it is damaged, code-switched
+    or empty or, with ``vocab_size``, when a document has an id not below it.
+    """
+    check_shard_input(prefix)
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
     data = IndexedDataset(prefix)
     sequences, total = [], 0
     for i in range(len(data)):
         ids = np.asarray(data[i], dtype=np.int64).tolist()
+        if vocab_size is not None:
+            check_token_ids(ids, vocab_size, f"{prefix}.bin: document {i}")
         if ids:
             sequences.append(ids)
             total += len(ids)
@@ -113,14 +139,18 @@ def read_shard_sequences(prefix: str, *, max_tokens: Optional[int] = None) -> Li
     return sequences
 
 
-def load_sequences(path: str, tokenizer, *, max_tokens: Optional[int] = None) -> List[List[int]]:
-    """A JSONL file (``.jsonl``/``.json``) or a shard prefix -> token id sequences."""
+def load_sequences(path: str, tokenizer, *, max_tokens: Optional[int] = None,
+                   vocab_size: Optional[int] = None) -> List[List[int]]:
+    """A JSONL file (``.jsonl``/``.json``) or a shard prefix -> token id sequences.
+
+    With ``vocab_size`` (the model's), every id is checked against it, naming the file and line.
+    """
     if path.endswith((".jsonl", ".json")) and os.path.isfile(path):
         if tokenizer is None:
             raise EvalDataError(f"{path}: text needs a tokenizer, and the model has none (give a "
                                 "shard prefix instead)")
-        return read_jsonl_sequences(path, tokenizer, max_tokens=max_tokens)
-    return read_shard_sequences(path, max_tokens=max_tokens)
+        return read_jsonl_sequences(path, tokenizer, max_tokens=max_tokens, vocab_size=vocab_size)
+    return read_shard_sequences(path, max_tokens=max_tokens, vocab_size=vocab_size)
 
 
 def _windows(sequences: Iterable[Sequence[int]], seq_length: int, max_tokens: Optional[int]):

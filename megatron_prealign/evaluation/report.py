@@ -33,6 +33,8 @@ import math
 import os
 from typing import Dict, List, Mapping, Sequence
 
+from megatron_prealign.files import atomic_open
+
 SCHEMA = "megatron-prealign/evaluation/v1"
 
 
@@ -191,13 +193,18 @@ def plot_alignment(runs: Sequence[dict], dictionary: str, path: str) -> str:
         ax.legend(title="run", fontsize="small")
     ax_p.set_ylim(-0.02, 1.02)
     fig.suptitle(f"Cross-lingual alignment per level ({dictionary})")
-    fig.savefig(path, dpi=110)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
     return path
 
 
 def write_report(report: dict, out_dir: str) -> Dict[str, str]:
-    """Write ``results.json``, ``results.md`` and one alignment PNG per dictionary.
+    """Write one alignment PNG per dictionary, ``results.md`` and, last, ``results.json``.
+
+    Each file is written under a temporary name and renamed into place when complete, so a failed
+    or interrupted write leaves the previous file (or none), never a partial one; ``results.json``
+    comes last, so its presence means the whole report was written.
 
     Returns:
         ``{"json": path, "markdown": path, "plots": [...]}``.
@@ -205,11 +212,6 @@ def write_report(report: dict, out_dir: str) -> Dict[str, str]:
     os.makedirs(out_dir, exist_ok=True)
     paths: Dict[str, object] = {"json": os.path.join(out_dir, "results.json"),
                                 "markdown": os.path.join(out_dir, "results.md"), "plots": []}
-    with open(paths["json"], "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-    with open(paths["markdown"], "w") as f:
-        f.write(markdown_report(report) + "\n")
     dictionaries: List[str] = []
     for run in report["runs"]:
         for name in run.get("alignment", {}):
@@ -219,6 +221,11 @@ def write_report(report: dict, out_dir: str) -> Dict[str, str]:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
         paths["plots"].append(plot_alignment(report["runs"], name,
                                              os.path.join(out_dir, f"alignment_{safe}.png")))
+    with atomic_open(paths["markdown"]) as f:
+        f.write(markdown_report(report) + "\n")
+    with atomic_open(paths["json"]) as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
     return paths
 
 

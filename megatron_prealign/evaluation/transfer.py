@@ -122,6 +122,9 @@ def zero_shot_transfer(model: EvalModel, train: LabeledSet, source_test: Labeled
         answering the most frequent training class on the target set.
     """
     labels: List[int] = [int(y) for y in train[1]]
+    if len(set(labels)) < 2:  # the probe would always answer that class: accuracy 1.0, chance 1.0
+        raise ValueError(f"the training examples have {len(set(labels))} class(es); a probe needs "
+                         "at least two to measure anything")
     num_classes = max(labels + [int(y) for y in source_test[1]] + [int(y) for y in target_test[1]]) + 1
     feats = {name: pooled_features(model, data[0], config.level, config.batch_size)
              for name, data in (("train", train), ("source", source_test), ("target", target_test))}
