@@ -28,6 +28,7 @@ whose every line is bad publishes nothing, and a write that fails (a full disk) 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import multiprocessing
@@ -753,8 +754,8 @@ def _rate(num: int, den: int) -> Optional[float]:
 def run_preprocess(config: PreprocessConfig, argv: Optional[Sequence[str]] = None) -> dict:
     """Run the whole preprocessing job and return the stats report (also written to disk).
 
-    The run holds ``<output-prefix>.lock`` from start to end (``files.output_lock``): a second
-    run on the same prefix fails at once, naming the first one's pid, instead of writing into the
+    The run holds ``<output-prefix>.lock`` and each output shard's ``<shard prefix>.lock`` from
+    start to end (``files.output_lock``): a second run on the same prefix or shard fails at once, naming the first one's pid, instead of writing into the
     same ``.partial`` files and publishing a mix of both.
 
     Raises:
@@ -765,7 +766,13 @@ def run_preprocess(config: PreprocessConfig, argv: Optional[Sequence[str]] = Non
             read-only directory, a full disk) or another run is writing them.
     """
     check_output_parent(config.output_prefix, "--output-prefix")
-    with output_lock(config.output_prefix + ".lock", f"--output-prefix {config.output_prefix}"):
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(output_lock(config.output_prefix + ".lock",
+                                        f"--output-prefix {config.output_prefix}"))
+        # Each shard's own lock too, the one every shard writer takes (make_english_clone.py
+        # locks its output shard the same way), so two tools never write one shard together.
+        for prefix in config.output_prefixes():
+            locks.enter_context(output_lock(prefix + ".lock", f"the shard {prefix}"))
         return _run_locked(config, argv)
 
 

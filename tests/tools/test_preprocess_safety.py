@@ -111,3 +111,29 @@ def test_an_input_whose_every_line_is_bad_publishes_nothing(tmp_path, capsys):
     assert f"missing_key 48; first: {CORPUS}:1: no key 'body'" in err
     assert shard_bytes(prefix) == before
     assert not os.path.exists(prefix + "_body_document.idx")
+
+
+HOLD_SHARD_LOCK = """
+import sys, time
+from megatron_prealign.files import output_lock
+with output_lock(sys.argv[1] + ".lock", "the clone shard " + sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_shard_another_tool_is_writing_is_refused(tmp_path):
+    """make_english_clone.py locks the shard it writes (``<shard prefix>.lock``); a preprocess run
+    whose output is that shard must refuse too, though its --output-prefix is the shorter stem."""
+    shard = str(tmp_path / "c_text_document")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_SHARD_LOCK, shard], stdout=subprocess.PIPE,
+                              text=True, env=dict(os.environ, PYTHONPATH=REPO))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code = main(SP + ["--input", CORPUS, "--output-prefix", str(tmp_path / "c")])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 1
+    assert not os.path.exists(shard + ".bin") and not os.path.exists(shard + ".idx")
+    assert not os.path.exists(str(tmp_path / "c") + ".lock")  # the run released what it took
