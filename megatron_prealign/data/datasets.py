@@ -179,15 +179,15 @@ class PreAlignGPTDataset(GPTDataset):
         self._sample_documents = document_ids
         if self.code_switched:
             sample, self._sample_targets = unpack_pair(sample)
+            self._check_ids(self._sample_targets, "label")
+        # The raw sample holds the inputs and (without a companion) the labels: one check for both.
+        self._check_ids(sample, "input")
         return sample, document_ids
 
     def __getitem__(self, idx: Optional[int]) -> Dict[str, torch.Tensor]:
         self._sample_targets = None
         item = super().__getitem__(idx)
         targets, self._sample_targets = self._sample_targets, None
-        self._check_ids(item["tokens"], "input")
-        if targets is None:  # with a companion the labels are checked below, once unpacked
-            self._check_ids(item["labels"], "label")
         if targets is None and not (self._clone_eod is not None and self.config.eod_mask_loss):
             return item
         loss_mask = item["loss_mask"].clone()  # never modify Megatron's cached mask in place
@@ -201,7 +201,6 @@ class PreAlignGPTDataset(GPTDataset):
             masked = (labels == self._pad_token_id) | (labels == IGNORE)
             loss_mask[masked] = 0.0
             labels[masked] = 0
-            self._check_ids(labels, "label")
             item["labels"] = labels
         if self._clone_eod is not None and self.config.eod_mask_loss:
             loss_mask[item["tokens"] == self._clone_eod] = 0.0
@@ -210,14 +209,18 @@ class PreAlignGPTDataset(GPTDataset):
         item["loss_mask"] = loss_mask
         return item
 
-    def _check_ids(self, ids: torch.Tensor, kind: str) -> None:
-        """Raise ``ShardError`` if ``ids`` (Megatron's padding already mapped to 0) leave the vocabulary."""
-        if self._vocab_size is None or ids.numel() == 0:
+    def _check_ids(self, ids: numpy.ndarray, kind: str) -> None:
+        """Raise ``ShardError`` if the raw ids of a sample leave the vocabulary (Megatron's padding
+        and the companion's ignore marker excepted). A min and a max on the fast path."""
+        if self._vocab_size is None or ids.size == 0:
             return
         low, high = int(ids.min()), int(ids.max())
         if 0 <= low and high < self._vocab_size:
             return
-        bad = low if low < 0 else high
+        real = ids[(ids != self._pad_token_id) & (ids != IGNORE)]
+        if real.size == 0 or (0 <= int(real.min()) and int(real.max()) < self._vocab_size):
+            return
+        bad = int(real.min()) if int(real.min()) < 0 else int(real.max())
         documents = sorted({int(d) for d in numpy.atleast_1d(self._sample_documents)})
         padded = getattr(self.config, "padded_vocab_size", None)
         vocabulary = f"{self._vocab_size} ids" + (f", padded to {padded}" if padded else "")
