@@ -27,7 +27,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout"],
+        "test": ["pytest", "pytest-timeout", "ruff>=0.15,<0.18"],
         "hf": ["transformers>=4.45", "tokenizers", "safetensors", "protobuf"],
         # Not on PyPI as binaries for every platform; NGC containers ship both.
         "gpu": ["transformer-engine[pytorch]", "apex"],

@@ -68,7 +68,7 @@ def main() -> None:
     ours_block(1)
     bare, ours = [], []
     for _ in range(opts.rounds):
-        for name, block, times in (("bare", bare_block, bare), ("ours", ours_block, ours)):
+        for block, times in ((bare_block, bare), (ours_block, ours)):
             start = time.perf_counter()
             block(opts.steps_per_block)
             times.append((time.perf_counter() - start) / opts.steps_per_block)

@@ -49,8 +49,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.pa
 
 from megatron_prealign.data import english_clone as ec  # noqa: E402
 from megatron_prealign.data.dictionary import save_multiway  # noqa: E402
-from megatron_prealign.data.preprocess import (  # noqa: E402
-    PreprocessConfig, load_codeswitch_table, run_preprocess)
+from megatron_prealign.data.preprocess import PreprocessConfig, load_codeswitch_table, run_preprocess  # noqa: E402
 from megatron_prealign.data.tokenizer import build_tokenizer  # noqa: E402
 
 _TEXTS = None

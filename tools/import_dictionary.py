@@ -94,7 +94,12 @@ def warn_if_empty(report: dict, source: str, output: str) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from megatron_prealign.data.dictionary import (
-        CleaningPolicy, clean_pairs, pairs_to_entries, read_dictd, save_multiway, save_pairs,
+        CleaningPolicy,
+        clean_pairs,
+        pairs_to_entries,
+        read_dictd,
+        save_multiway,
+        save_pairs,
     )
     from megatron_prealign.data.english_clone import save_dictionary_report
     from megatron_prealign.errors import PreAlignError

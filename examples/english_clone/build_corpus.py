@@ -768,8 +768,8 @@ def render_readme(stats: dict) -> str:
     lab_w = sum(v["words"] for v in lab.values())
     lab_d = sum(v["documents"] for v in lab.values())
     genres_of = defaultdict(list)
-    for g, l in GENRE_TO_LABEL.items():
-        genres_of[l].append(g)
+    for genre, label in GENRE_TO_LABEL.items():
+        genres_of[label].append(genre)
     L: List[str] = []
     add = L.append
     add("# English corpus and Brown genre data (English / English-Clone experiment)")
@@ -884,7 +884,7 @@ def render_readme(stats: dict) -> str:
     add("")
     add("| archive | sha256 |")
     add("|---|---|")
-    for name, a in sorted(stats["archives"].items()):
+    for _, a in sorted(stats["archives"].items()):
         add(f"| `{a['file']}` | `{a['sha256']}` |")
     add("")
     return "\n".join(L)

@@ -43,7 +43,7 @@ SPLITS = ("train", "valid", "heldout")
 """Per language: training documents, validation (curves, lr selection), held-out test documents."""
 
 sys.path.insert(0, str(REPO))
-from examples.english_clone.facts import GROUPS, make_facts, insert_facts  # noqa: E402
+from examples.english_clone.facts import GROUPS, insert_facts, make_facts  # noqa: E402
 from examples.english_clone.pipeline import StepFailed  # noqa: E402
 from megatron_prealign.errors import PreAlignError  # noqa: E402
 from megatron_prealign.files import describe_os_error  # noqa: E402
@@ -273,8 +273,9 @@ def transfer_step(preset, out: Path, inputs) -> dict:
         rng.shuffle(docs)
         cut = max(1, len(docs) // 3)
         test_docs, train_docs = docs[:cut], docs[cut:]
-        pick = lambda ds, n: rng.sample([t for d in ds for t in by_label[label][d]],  # noqa: E731
-                                        min(n, sum(len(by_label[label][d]) for d in ds)))
+        texts = by_label[label]
+        pick = lambda ds, n, texts=texts: rng.sample(  # noqa: E731
+            [t for d in ds for t in texts[d]], min(n, sum(len(texts[d]) for d in ds)))
         train += [{"text": t, "label": label} for t in pick(train_docs, preset.transfer_train_per_class)]
         test += [{"text": t, "label": label} for t in pick(test_docs, preset.transfer_test_per_class)]
     (out / "train.json").write_text(json.dumps(train))

@@ -231,7 +231,7 @@ def _plot_metrics_vs_tokens(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(2, 4, figsize=(16, 7), constrained_layout=True)
     for ax, metric in zip(axes.flat, TOKEN_METRICS):
         for arm, per_seed in results["checkpoints"].items():
-            for i, (seed, by_tokens) in enumerate(sorted(per_seed.items())):
+            for i, (_, by_tokens) in enumerate(sorted(per_seed.items())):
                 tokens = sorted(by_tokens, key=int)
                 ax.plot([int(t) / 1e6 for t in tokens], [by_tokens[t].get(metric) for t in tokens],
                         marker="o", markersize=3, color=ARM_COLOURS.get(arm),

@@ -19,7 +19,7 @@ checkpoint loads into stage 2 at any TP/PP).
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import torch
 from megatron.core import parallel_state

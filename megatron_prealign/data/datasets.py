@@ -40,7 +40,6 @@ from typing import Dict, Optional, Tuple
 
 import numpy
 import torch
-
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 from megatron.core.datasets.indexed_dataset import IndexedDataset
 

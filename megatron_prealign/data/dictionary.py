@@ -620,7 +620,7 @@ class CleaningPolicy:
 
 
 def clean_pairs(
-    pairs: Iterable[RawPair], policy: CleaningPolicy = CleaningPolicy()
+    pairs: Iterable[RawPair], policy: Optional[CleaningPolicy] = None
 ) -> Tuple[List[Tuple[str, str]], Dict[str, int]]:
     """Apply a cleaning policy and count what happened.
 
@@ -628,6 +628,7 @@ def clean_pairs(
         (pairs, report): unique (source, target) pairs in lexicon order, and counts: raw pairs,
         dropped by reason, kept pairs, distinct source and target words.
     """
+    policy = policy or CleaningPolicy()
     if policy.case not in ("lower", "keep"):
         raise DictionaryError(f"unknown case policy {policy.case!r}; use lower or keep")
     report: Counter = Counter()

@@ -341,7 +341,7 @@ def read_chunks(
                 nonlocal remaining
                 if remaining is not None:
                     n = min(n, remaining)
-                block = _read_or_fail(fh, n, f, line) if n > 0 else b""
+                block = _read_or_fail(fh, n, f, line) if n > 0 else b""  # noqa: B023 (used at once)
                 if remaining is not None:
                     remaining -= len(block)
                 return block

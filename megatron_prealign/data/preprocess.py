@@ -72,7 +72,7 @@ class PreprocessConfig:
     output_prefix: str
     """Output path prefix; shards are {prefix}_{key}_{document|sentence}.bin/.idx."""
     tokenizer_type: str
-    """Megatron tokenizer type: SentencePieceTokenizer, GPTSentencePieceTokenizer, HuggingFaceTokenizer, NullTokenizer."""
+    """Megatron tokenizer type (``tokenizer.SUPPORTED_TYPES``), e.g. SentencePieceTokenizer."""
     tokenizer_model: Optional[str] = None
     """SentencePiece .model file or Hugging Face tokenizer directory."""
     vocab_size: Optional[int] = None
@@ -755,8 +755,9 @@ def run_preprocess(config: PreprocessConfig, argv: Optional[Sequence[str]] = Non
     """Run the whole preprocessing job and return the stats report (also written to disk).
 
     The run holds ``<output-prefix>.lock`` and each output shard's ``<shard prefix>.lock`` from
-    start to end (``files.output_lock``): a second run on the same prefix or shard fails at once, naming the first one's pid, instead of writing into the
-    same ``.partial`` files and publishing a mix of both.
+    start to end (``files.output_lock``): a second run on the same prefix or shard fails at once,
+    naming the first one's pid, instead of writing into the same ``.partial`` files and publishing
+    a mix of both.
 
     Raises:
         PreprocessError: bad configuration, too many input problems (``max_errors``), input
@@ -919,7 +920,7 @@ def _run_partitions(state, groups, prefixes, with_companion, sink: _Sink, part_p
         procs.append((proc, parent, pp, cp))
     summaries = []
     errors = []
-    for proc, parent, pp, cp in procs:
+    for proc, parent, _, _ in procs:
         try:
             status, payload = parent.recv()
         except EOFError:
@@ -930,7 +931,7 @@ def _run_partitions(state, groups, prefixes, with_companion, sink: _Sink, part_p
         summaries.append(payload)
     if errors:
         raise PreprocessError("a partition failed: " + "; ".join(errors))
-    for (proc, parent, pp, cp), summary in zip(procs, summaries):
+    for (_, _, pp, cp), summary in zip(procs, summaries):
         for k, p in enumerate(pp):
             sink.writers[k].append_shard(p)
             if cp[k] is not None:

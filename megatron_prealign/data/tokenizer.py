@@ -710,7 +710,7 @@ class HuggingFaceTextTokenizer(TextTokenizer):
 
     def special_ids(self) -> np.ndarray:
         special = np.zeros(self._size, dtype=bool)
-        for i, tok in self._backend.get_added_tokens_decoder().items():
+        for i in self._backend.get_added_tokens_decoder():
             if i < self._size:
                 special[i] = True  # added tokens never belong to a word
         for i in (self._eod, self._pad, self._unk):

@@ -27,7 +27,8 @@ import torch
 from megatron.core import parallel_state
 from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
 from megatron.core.datasets.blended_megatron_dataset_config import (
-    convert_split_vector_to_split_matrix, parse_and_normalize_split,
+    convert_split_vector_to_split_matrix,
+    parse_and_normalize_split,
 )
 from megatron.core.datasets.gpt_dataset import MockGPTDataset
 from megatron.core.datasets.utils import get_blend_from_list

@@ -16,7 +16,10 @@ from tests.alignment.reference import reference_alignment_loss, reference_mean_p
 CONCEPTS = torch.tensor([7, 7, 7, 2, 2, 5, 9, 9, 9, 4])
 
 
-def _random_levels(num_levels=2, num_words=len(CONCEPTS), hidden=6, offset=0.0, seed=0,
+NUM_CONCEPT_WORDS = len(CONCEPTS)
+
+
+def _random_levels(num_levels=2, num_words=NUM_CONCEPT_WORDS, hidden=6, offset=0.0, seed=0,
                    dtype=torch.float64):
     gen = torch.Generator().manual_seed(seed)
     return [(torch.randn(num_words, hidden, generator=gen, dtype=torch.float64) + offset)

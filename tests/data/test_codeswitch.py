@@ -6,7 +6,20 @@ import pytest
 from megatron_prealign.data import codeswitch as cs
 from megatron_prealign.data.codeswitch import IGNORE, CodeSwitchTable
 from tests.data.helpers import (
-    A, B, C1, C2, COMMA, D, DOT, E, EOD, SPACE_COMMA, X1, X2, X3, Y,
+    C1,
+    C2,
+    COMMA,
+    DOT,
+    EOD,
+    SPACE_COMMA,
+    X1,
+    X2,
+    X3,
+    A,
+    B,
+    D,
+    E,
+    Y,
 )
 
 

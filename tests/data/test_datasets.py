@@ -9,13 +9,16 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 
 from megatron_prealign.data import english_clone as ec
 from megatron_prealign.data.datasets import (
-    CodeSwitchedIndexedDataset, PreAlignGPTDataset, has_companion, pack_pair, unpack_pair,
+    CodeSwitchedIndexedDataset,
+    PreAlignGPTDataset,
+    has_companion,
+    pack_pair,
+    unpack_pair,
 )
 from megatron_prealign.data.dictionary import save_multiway
 from megatron_prealign.data.preprocess import PreprocessConfig, run_preprocess

@@ -6,8 +6,18 @@ import json
 import pytest
 
 from megatron_prealign.data.dictionary import (
-    CleaningPolicy, DictionaryError, RawPair, clean_pairs, dictd_encode_number, dictd_number,
-    load_dictionary, pairs_to_entries, read_dictd, save_multiway, save_pairs, tokenize_dictionary,
+    CleaningPolicy,
+    DictionaryError,
+    RawPair,
+    clean_pairs,
+    dictd_encode_number,
+    dictd_number,
+    load_dictionary,
+    pairs_to_entries,
+    read_dictd,
+    save_multiway,
+    save_pairs,
+    tokenize_dictionary,
 )
 
 

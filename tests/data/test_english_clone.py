@@ -7,7 +7,7 @@ from megatron_prealign.data import english_clone as ec
 from megatron_prealign.data.codeswitch import IGNORE, CodeSwitchTable, codeswitch_batch, document_keys
 from megatron_prealign.data.dictionary import load_dictionary, save_multiway, tokenize_dictionary
 from megatron_prealign.data.preprocess import PreprocessConfig, run_preprocess
-from megatron_prealign.data.tokenizer import TokenKind, TokenizerError
+from megatron_prealign.data.tokenizer import TokenizerError, TokenKind
 from tests.data.helpers import CORPUS, SP_MODEL, read_dataset
 
 

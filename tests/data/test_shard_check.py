@@ -10,7 +10,11 @@ import pytest
 
 from megatron_prealign.data import shard_check
 from megatron_prealign.data.shard_check import (
-    HEADER_BYTES, ShardError, check_shard, preprocess_vocabulary, read_index,
+    HEADER_BYTES,
+    ShardError,
+    check_shard,
+    preprocess_vocabulary,
+    read_index,
 )
 from tests.data.shard_factory import make_shard, overwrite, random_documents, truncate
 

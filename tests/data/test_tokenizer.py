@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from megatron_prealign.data.tokenizer import (
-    HuggingFaceTextTokenizer, TokenizerError, TokenKind, build_tokenizer, optimal_token_dtype,
+    HuggingFaceTextTokenizer,
+    TokenizerError,
+    TokenKind,
+    build_tokenizer,
+    optimal_token_dtype,
 )
 from tests.data.helpers import CORPUS, HF_DIR, SP_MODEL
 
@@ -115,7 +119,7 @@ def test_null_tokenizer_matches_megatron():
     assert tok.tokenize("5 6 7") == [5, 6, 7]
     assert tok.detokenize([5, 6]) == "5 6"
     with pytest.raises(TokenizerError, match="NullTokenizer has no words"):
-        tok.word_boundaries
+        _ = tok.word_boundaries
     with pytest.raises(TokenizerError, match="needs --vocab-size"):
         build_tokenizer("NullTokenizer", None)
 

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from megatron_prealign.evaluation.models import HFEvalModel
-from megatron_prealign.evaluation.transfer import ProbeConfig, pooled_features, train_probe, zero_shot_transfer
+from megatron_prealign.evaluation.transfer import (
+    ProbeConfig,
+    pooled_features,
+    train_probe,
+    zero_shot_transfer,
+)
 from tests.evaluation.helpers import make_clone_identical, tiny_llama
 
 V = 40

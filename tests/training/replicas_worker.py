@@ -26,7 +26,6 @@ def main() -> None:
     iterator = iter(make_loader(train_ds, 0, args))
     for i in range(args.train_iters):
         train_step(lm_forward_step, iterator, state.model, state.optimizer, state.scheduler, args, i + 1)
-    from megatron.core import parallel_state
 
     group = parallel_state.get_tensor_model_parallel_group()
     checked = 0
