@@ -421,6 +421,10 @@ def _validate_alignment_stage(args: argparse.Namespace) -> None:
     if args.tokenizer_type in (None, "NullTokenizer"):
         _fail("--stage align needs a real tokenizer (--tokenizer-type SentencePieceTokenizer or "
               "HuggingFaceTokenizer) to tokenize the dictionary words")
+    if not 0.0 <= args.alignment_heldout_fraction < 1.0:
+        _fail(f"--alignment-heldout-fraction must be in [0, 1), got {args.alignment_heldout_fraction}")
+    if args.alignment_max_word_tokens < 1:
+        _fail(f"--alignment-max-word-tokens must be >= 1, got {args.alignment_max_word_tokens}")
     if args.alignment_max_word_tokens > args.max_position_embeddings:
         _fail(f"--alignment-max-word-tokens {args.alignment_max_word_tokens} exceeds "
               f"--max-position-embeddings {args.max_position_embeddings}")

@@ -1,5 +1,6 @@
 """The CLI: its flag set is pinned, and bad combinations fail before any work starts."""
 
+import re
 import subprocess
 import sys
 import time
@@ -119,6 +120,11 @@ def test_alignment_stage_flags(tmp_path):
     with pytest.raises(ArgumentError, match="alignment_temperature must be a finite number > 0"):
         parse_args(base + ["--alignment-dictionary", str(dictionary),
                            "--alignment-temperature", "0"], world_size=1)
+    for flag, value, message in (("--alignment-heldout-fraction", "1.0", "must be in [0, 1), got 1.0"),
+                                 ("--alignment-heldout-fraction", "-0.1", "must be in [0, 1), got -0.1"),
+                                 ("--alignment-max-word-tokens", "0", "must be >= 1, got 0")):
+        with pytest.raises(ArgumentError, match=re.escape(f"{flag} {message}")):
+            parse_args(base + ["--alignment-dictionary", str(dictionary), flag, value], world_size=1)
     args = parse_args(base + ["--alignment-dictionary", str(dictionary), "--num-layers", "4",
                               "--alignment-levels", "embedding,layer1-2,output_embedding"], world_size=1)
     assert args.alignment_level_names == ["embedding", "layer1", "layer2", "output_embedding"]
