@@ -201,10 +201,11 @@ def run(args: Namespace) -> int:
         initialize_distributed(args)
         rank0 = torch.distributed.get_rank() == 0
         log = print if rank0 else (lambda *a, **k: None)
-        entries = load_entries(args.alignment_dictionary, build_tokenizer_for(args),
-                               args.alignment_max_word_tokens, log=log)
+        tokenizer = build_tokenizer_for(args)
+        entries = load_entries(args.alignment_dictionary, tokenizer, args.alignment_max_word_tokens,
+                               log=log)
         train_idx, heldout_idx = training_split(len(entries), args)
-        state = setup(args)
+        state = setup(args, tokenizer=tokenizer)
         log(f"stage 1: {len(train_idx)} training entries, {len(heldout_idx)} held out; levels: "
             f"{', '.join(args.alignment_level_names)}")
         config = AlignmentLossConfig(args.alignment_alpha, args.alignment_lm_weight,

@@ -16,7 +16,8 @@ from megatron_prealign import cpu_compat
 def initialize_distributed(args: Namespace) -> None:
     """Start torch.distributed (torchrun env or a single process) and Megatron's parallel groups.
 
-    Idempotent for the process group; Megatron's model-parallel groups are (re)built each call.
+    Idempotent: the process group is started once, Megatron's model-parallel groups are rebuilt only
+    when their TP/PP sizes change; the seeds are reset at every call.
     """
     cpu_compat.apply()  # before megatron.core is used; a no-op on CUDA machines
     from megatron.core import parallel_state
@@ -37,12 +38,17 @@ def initialize_distributed(args: Namespace) -> None:
     if torch.distributed.get_world_size() != args.world_size:
         raise RuntimeError(f"flags were validated for world size {args.world_size} but "
                            f"torch.distributed reports {torch.distributed.get_world_size()}")
-    parallel_state.destroy_model_parallel()
-    parallel_state.initialize_model_parallel(
-        tensor_model_parallel_size=args.tensor_model_parallel_size,
-        pipeline_model_parallel_size=args.pipeline_model_parallel_size,
-        distributed_timeout_minutes=args.distributed_timeout_minutes,
-    )
+    same_groups = (parallel_state.model_parallel_is_initialized()
+                   and parallel_state.get_tensor_model_parallel_world_size() == args.tensor_model_parallel_size
+                   and parallel_state.get_pipeline_model_parallel_world_size()
+                   == args.pipeline_model_parallel_size)
+    if not same_groups:  # the entry points call this before and in setup(): build the groups once
+        parallel_state.destroy_model_parallel()
+        parallel_state.initialize_model_parallel(
+            tensor_model_parallel_size=args.tensor_model_parallel_size,
+            pipeline_model_parallel_size=args.pipeline_model_parallel_size,
+            distributed_timeout_minutes=args.distributed_timeout_minutes,
+        )
     set_seeds(args.seed)
     # On CPU the tracker cannot fork CUDA generators; the inference tracker keeps per-region seeds
     # on the CPU generator (dropout masks inside TP regions are then equal on all TP ranks).

@@ -133,8 +133,9 @@ def build_optimizer(args: Namespace, model: List[torch.nn.Module]):
     return optimizer, scheduler
 
 
-def setup(args: Namespace, model_builder: Optional[Callable] = None) -> TrainingState:
-    """Build process groups, tokenizer, model, optimizer and scheduler; load ``--load``."""
+def setup(args: Namespace, model_builder: Optional[Callable] = None, tokenizer=None) -> TrainingState:
+    """Build process groups, tokenizer (unless the caller built it with ``build_tokenizer_for``),
+    model, optimizer and scheduler; load ``--load``."""
     initialize_distributed(args)
     lock_save_dir(args)
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
@@ -142,7 +143,7 @@ def setup(args: Namespace, model_builder: Optional[Callable] = None) -> Training
 
     from megatron_prealign.model import build_model, transformer_config_from_args
 
-    tokenizer = build_tokenizer_for(args)
+    tokenizer = tokenizer or build_tokenizer_for(args)
     config = transformer_config_from_args(args)
     config.calculate_per_token_loss = args.calculate_per_token_loss
     chunk = (model_builder or build_model)(args, config)

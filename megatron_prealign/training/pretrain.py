@@ -20,8 +20,9 @@ def run(args: Namespace) -> int:
         # The data is checked before the model is built or a checkpoint loaded, so that a bad shard
         # or --split costs seconds; process groups first, so that rank 0 alone reports it.
         initialize_distributed(args)
-        check_training_data(args, build_tokenizer_for(args))
-        state = setup(args)
+        tokenizer = build_tokenizer_for(args)
+        check_training_data(args, tokenizer)
+        state = setup(args, tokenizer=tokenizer)
         train_ds, valid_sets = build_datasets(args, state.tokenizer)
         train_iterator = iter(make_loader(train_ds, state.consumed_samples, args))
         valid_factories = {name: partial(lambda ds: iter(make_loader(ds, 0, args)), ds)
