@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     from megatron_prealign import cpu_compat
 
     cpu_compat.apply()  # before the stage modules import megatron.core
-    from megatron_prealign.training.checkpointing import check_save_target
+    from megatron_prealign.checkpointing.store import check_save_target
 
     try:  # before anything is built; every rank reads the same files, so all stop together
         check_save_target(args)

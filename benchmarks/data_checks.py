@@ -32,7 +32,7 @@ def make_shard(prefix: str, documents: int, vocab: int) -> None:
     import numpy as np
     import torch
 
-    from megatron_prealign.data.shards import indexed_dataset_module
+    from megatron_prealign.shards.writer import indexed_dataset_module
 
     rng = np.random.RandomState(0)
     builder = indexed_dataset_module().IndexedDatasetBuilder(prefix + ".bin", dtype=np.uint16)
@@ -47,10 +47,7 @@ def build_dataset(prefix: str, tokenizer, seq_length: int, samples: int):
         BlendedMegatronDatasetBuilder,
     )
 
-    from megatron_prealign.data.datasets import (
-        PreAlignDatasetConfig,
-        PreAlignGPTDataset,
-    )
+    from megatron_prealign.datasets.gpt import PreAlignDatasetConfig, PreAlignGPTDataset
 
     config = PreAlignDatasetConfig(random_seed=1, sequence_length=seq_length, blend=([prefix], None),
                                    split="100,0,0", tokenizer=tokenizer, reset_position_ids=False,
@@ -67,9 +64,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
 
-    from megatron_prealign.data.datasets import PreAlignGPTDataset
-    from megatron_prealign.data.shard_check import check_shard
-    from megatron_prealign.data.tokenizer import build_tokenizer
+    from megatron_prealign.datasets.gpt import PreAlignGPTDataset
+    from megatron_prealign.shards.check import check_shard
+    from megatron_prealign.text.tokenizers import build_tokenizer
 
     vocab = 32000
     tokenizer = build_tokenizer("NullTokenizer", None, vocab_size=vocab)

@@ -47,10 +47,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.path.pardir)))
 
-from megatron_prealign.data import english_clone as ec  # noqa: E402
-from megatron_prealign.data.dictionary import save_multiway  # noqa: E402
-from megatron_prealign.data.preprocess import PreprocessConfig, load_codeswitch_table, run_preprocess  # noqa: E402
-from megatron_prealign.data.tokenizer import build_tokenizer  # noqa: E402
+from megatron_prealign.preprocess import english_clone as ec
+from megatron_prealign.preprocess.lexicon import save_multiway
+from megatron_prealign.preprocess.pipeline import PreprocessConfig, load_codeswitch_table, run_preprocess
+from megatron_prealign.text.tokenizers import build_tokenizer
 
 _TEXTS = None
 _TOKENIZER = None

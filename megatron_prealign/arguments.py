@@ -15,8 +15,11 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from megatron_prealign.data.tokenizer import SUPPORTED_TYPES as TOKENIZER_TYPES
+from megatron_prealign.alignment.levels import parse_levels
+from megatron_prealign.alignment.loss import AlignmentLossConfig
 from megatron_prealign.errors import PreAlignError
+from megatron_prealign.model.gpt import have_transformer_engine
+from megatron_prealign.text.tokenizers import SUPPORTED_TYPES as TOKENIZER_TYPES
 
 
 class ArgumentError(PreAlignError, ValueError):
@@ -297,8 +300,6 @@ def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) ->
         if not (args.bf16 or args.fp16):
             _fail("--fp8-format needs --bf16 (or --fp16) as the higher-precision format")
     if args.transformer_impl == "transformer_engine":
-        from megatron_prealign.model.gpt import have_transformer_engine
-
         if not have_transformer_engine():
             _fail("--transformer-impl transformer_engine: transformer_engine is not importable; "
                   "install transformer-engine[pytorch] (NGC containers ship it) or use "
@@ -428,8 +429,6 @@ def _validate_alignment_stage(args: argparse.Namespace) -> None:
     if args.alignment_max_word_tokens > args.max_position_embeddings:
         _fail(f"--alignment-max-word-tokens {args.alignment_max_word_tokens} exceeds "
               f"--max-position-embeddings {args.max_position_embeddings}")
-    from megatron_prealign.alignment.levels import parse_levels
-    from megatron_prealign.alignment.loss import AlignmentLossConfig
 
     try:
         args.alignment_level_names = parse_levels(args.alignment_levels, args.num_layers)

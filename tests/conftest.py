@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from megatron_prealign.text.tokenizers import build_tokenizer
+from tests.fixtures.helpers import HF_DIR, SP_MODEL, toy_boundaries
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # For tests of what happens on a machine without CUDA (the CPU compatibility layer, flags refused
@@ -27,11 +30,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+_RUNNING = []  # the test item being set up or run (see the hooks below)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    _RUNNING[:] = [item]
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    yield
+    _RUNNING.clear()
+
+
 def run_torchrun(args, nproc: int = 1, timeout: float = 600, env=None, check: bool = True):
     """Run ``torchrun --nproc-per-node nproc <args>`` from the repository root on CPU/gloo.
 
+    Only tests marked ``multiprocess`` may call it (``pytest -m "not multiprocess"`` is the fast
+    part of the suite, so the marker must not be forgotten).
+
     Returns the CompletedProcess; with ``check`` a non-zero exit fails the test with the output.
     """
+    if _RUNNING and _RUNNING[0].get_closest_marker("multiprocess") is None:
+        pytest.fail(f"{_RUNNING[0].nodeid} starts torchrun but is not marked multiprocess: add "
+                    "`pytestmark = pytest.mark.multiprocess` to its module (or mark the test)")
     cmd = [
         sys.executable, "-m", "torch.distributed.run",
         f"--nproc-per-node={nproc}", "--master-addr=127.0.0.1", f"--master-port={free_port()}",
@@ -57,3 +81,24 @@ def private_caches(tmp_path_factory):
 @pytest.fixture
 def torchrun():
     return run_torchrun
+
+
+# The committed tiny tokenizers (tests/fixtures/data), shared by every area.
+@pytest.fixture(scope="session")
+def sp_tokenizer():
+    return build_tokenizer("SentencePieceTokenizer", SP_MODEL)
+
+
+@pytest.fixture(scope="session")
+def hf_tokenizer():
+    return build_tokenizer("HuggingFaceTokenizer", HF_DIR)
+
+
+@pytest.fixture(scope="session")
+def clone_tokenizer():
+    return build_tokenizer("SentencePieceTokenizer", SP_MODEL, english_clone=True)
+
+
+@pytest.fixture(scope="session")
+def toy():
+    return toy_boundaries()

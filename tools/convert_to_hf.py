@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         import torch
 
         if torch.distributed.is_initialized():
-            from megatron_prealign.training.initialize import destroy
+            from megatron_prealign.distributed import destroy
 
             destroy()
     return 0

@@ -212,7 +212,7 @@ def evaluate_model(name, path, args, log=print):
                         f"{', '.join(hidden_levels)}")
     iteration = None
     if model.kind == "megatron":
-        from megatron_prealign.training.checkpointing import find_checkpoint, read_meta
+        from megatron_prealign.checkpointing.store import find_checkpoint, read_meta
 
         iteration = read_meta(find_checkpoint(path)).get("iteration")
     run = {"name": name, "model": {"path": os.path.abspath(path), "kind": model.kind,
@@ -286,7 +286,7 @@ def main(argv=None) -> int:
         import torch
 
         if torch.distributed.is_initialized():
-            from megatron_prealign.training.initialize import destroy
+            from megatron_prealign.distributed import destroy
 
             destroy()
     print(markdown_report(report))

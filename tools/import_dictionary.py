@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pairs_from_file(path):
-    from megatron_prealign.data.dictionary import RawPair, load_pairs
+    from megatron_prealign.preprocess.lexicon import RawPair
+    from megatron_prealign.text.dictionary import load_pairs
 
     d = load_pairs(path)
     for c, words in enumerate(d.entries):
@@ -68,8 +69,8 @@ def _pairs_from_file(path):
 
 def check_files(args) -> None:
     """Before any work: the output can be created and is none of the lexicon's files."""
-    from megatron_prealign.data.english_clone import check_outputs_apart
     from megatron_prealign.files import check_output_parent
+    from megatron_prealign.preprocess.english_clone import check_outputs_apart
 
     check_output_parent(args.output, "--output")
     if args.dictd:
@@ -93,7 +94,9 @@ def warn_if_empty(report: dict, source: str, output: str) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from megatron_prealign.data.dictionary import (
+    from megatron_prealign.errors import PreAlignError
+    from megatron_prealign.preprocess.english_clone import save_dictionary_report
+    from megatron_prealign.preprocess.lexicon import (
         CleaningPolicy,
         clean_pairs,
         pairs_to_entries,
@@ -101,8 +104,6 @@ def main(argv=None) -> int:
         save_multiway,
         save_pairs,
     )
-    from megatron_prealign.data.english_clone import save_dictionary_report
-    from megatron_prealign.errors import PreAlignError
 
     policy = CleaningPolicy(case=args.case, single_words=not args.keep_multiword,
                             drop_identical=not args.keep_identical,

@@ -40,7 +40,7 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.path.pardir)))
 
-from megatron_prealign.data.tokenizer import SUPPORTED_TYPES  # noqa: E402
+from megatron_prealign.text.tokenizers import SUPPORTED_TYPES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 def check_files(args) -> None:
     """Before any work: the inputs exist, the outputs can be created, and no output is an input
     (or another output), whatever the spelling, symlink or hard link that leads there."""
-    from megatron_prealign.data import english_clone as ec
     from megatron_prealign.files import check_output_parent
+    from megatron_prealign.preprocess import english_clone as ec
 
     inputs, outputs = [], []
     if args.input_prefix:
@@ -95,8 +95,8 @@ def check_files(args) -> None:
 
 
 def write_clone_shard(args, vocab_size: int) -> None:
-    from megatron_prealign.data import english_clone as ec
     from megatron_prealign.files import output_lock
+    from megatron_prealign.preprocess import english_clone as ec
 
     with output_lock(args.output_prefix + ".lock", f"the clone shard {args.output_prefix}"):
         info = ec.write_clone_shard(args.input_prefix, args.output_prefix, vocab_size)
@@ -105,8 +105,8 @@ def write_clone_shard(args, vocab_size: int) -> None:
 
 
 def write_dictionary(args, tokenizer) -> None:
-    from megatron_prealign.data import english_clone as ec
-    from megatron_prealign.data.dictionary import save_multiway, save_pairs
+    from megatron_prealign.preprocess import english_clone as ec
+    from megatron_prealign.preprocess.lexicon import save_multiway, save_pairs
 
     if args.word_list:
         with open(args.word_list, encoding="utf-8") as f:
@@ -132,8 +132,8 @@ def write_dictionary(args, tokenizer) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from megatron_prealign.data.tokenizer import build_tokenizer
     from megatron_prealign.errors import PreAlignError
+    from megatron_prealign.text.tokenizers import build_tokenizer
 
     usage = None
     if args.output_prefix and not args.input_prefix:

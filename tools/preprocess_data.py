@@ -37,7 +37,7 @@ adds ``data/en_cs_text_document_targets.bin/.idx`` (the original words as labels
 English-Clone: ``--write-clone`` writes clone text (every id + |V|); ``--english-clone`` keeps
 English text but uses the doubled vocabulary, e.g. to switch English words into clone words with
 the dictionary from ``tools/make_english_clone.py``. Pretrain on the prefixes with
-``megatron_prealign.data.datasets.PreAlignGPTDataset`` (ordinary ``--data-path`` blends).
+``megatron_prealign.datasets.gpt.PreAlignGPTDataset`` (ordinary ``--data-path`` blends).
 
 Exit status: 0 on success; 1 when the run failed or found more than ``--max-errors`` problems
 (nothing is published then); 2 for bad flags.
@@ -60,7 +60,7 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.path.pardir)))
 
-from megatron_prealign.data.tokenizer import SUPPORTED_TYPES  # noqa: E402
+from megatron_prealign.text.tokenizers import SUPPORTED_TYPES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace):
     """Map parsed flags onto ``PreprocessConfig``."""
-    from megatron_prealign.data.preprocess import PreprocessConfig
+    from megatron_prealign.preprocess.pipeline import PreprocessConfig
 
     return PreprocessConfig(
         input=args.input, output_prefix=args.output_prefix, tokenizer_type=args.tokenizer_type,
@@ -207,9 +207,9 @@ def main(argv=None) -> int:
     """Run the preprocessor; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    from megatron_prealign.data.preprocess import run_preprocess
     from megatron_prealign.errors import PreAlignError
     from megatron_prealign.files import describe_os_error
+    from megatron_prealign.preprocess.pipeline import run_preprocess
 
     try:
         config = config_from_args(args)

@@ -18,7 +18,7 @@ from typing import Optional
 
 from examples.english_clone import data_prep, evaluate_step, training_steps
 from examples.english_clone.pipeline import Step
-from megatron_prealign.data.tokenizer import sha256_file
+from megatron_prealign.text.tokenizers.base import sha256_file
 
 
 def file_digest(path: Path) -> str:

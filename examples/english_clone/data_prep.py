@@ -211,9 +211,9 @@ def shards_step(preset, out: Path, inputs) -> dict:
 
 
 def dictionaries_step(preset, out: Path, inputs) -> dict:
-    from megatron_prealign.data.dictionary import save_multiway
-    from megatron_prealign.data.english_clone import build_clone_dictionary, words_from_shard
-    from megatron_prealign.data.tokenizer import build_tokenizer
+    from megatron_prealign.preprocess.english_clone import build_clone_dictionary, words_from_shard
+    from megatron_prealign.preprocess.lexicon import save_multiway
+    from megatron_prealign.text.tokenizers import build_tokenizer
 
     tokenizer = build_tokenizer("SentencePieceTokenizer", str(inputs["tokenizer"] / "spm.model"))
     words, report = words_from_shard(str(inputs["shards"] / "en_train_text_document"), tokenizer,

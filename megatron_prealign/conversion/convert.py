@@ -20,9 +20,20 @@ from typing import Callable, Dict, Optional
 
 import torch
 
+from megatron_prealign.arguments import padded_vocab_size, parse_args
+from megatron_prealign.checkpointing.offline import (
+    find_iteration,
+    load_megatron_checkpoint,
+    save_megatron_checkpoint,
+    single_process_args,
+)
+from megatron_prealign.checkpointing.store import read_meta
 from megatron_prealign.conversion import hf as hf_io
 from megatron_prealign.conversion import mapping
 from megatron_prealign.conversion.mapping import ConversionError
+from megatron_prealign.conversion.tokenizer import BASE_TOKENIZER_DIR, check_tokenizer_parity, write_hf_tokenizer
+from megatron_prealign.files import publish_dir
+from megatron_prealign.text.tokenizers import build_tokenizer
 
 Log = Callable[[str], None]
 
@@ -105,9 +116,7 @@ def _parity_failed(parity: Dict[str, float], tolerance: float) -> bool:
 
 def _export_hf(loaded, stored: dict, out_dir: str, out_dtype: torch.dtype, log: Log) -> dict:
     """Write the tokenizer and model files of ``loaded`` into ``out_dir``; the conversion record."""
-    from megatron_prealign.conversion.tokenizer import check_tokenizer_parity, write_hf_tokenizer
-
-    shape = loaded.shape()
+    shape = mapping.llama_shape(loaded.args, loaded.vocab_size)
     weights = mapping.megatron_to_hf(loaded.state_dict(), shape)
     tok_info = {"kind": "none"}
     if loaded.tokenizer is not None:
@@ -141,7 +150,7 @@ def _export_hf(loaded, stored: dict, out_dir: str, out_dtype: torch.dtype, log: 
 
 def _verify_hf(loaded, out_dir: str, out_dtype: torch.dtype, tolerance: float, log: Log) -> dict:
     """``compare_logits`` of the loaded checkpoint and the Hugging Face files in ``out_dir``."""
-    shape = loaded.shape()
+    shape = mapping.llama_shape(loaded.args, loaded.vocab_size)
     if out_dtype != torch.float32:  # compare the layout, not the rounding
         for p in loaded.model.parameters():
             p.data = p.data.to(out_dtype).float()
@@ -179,10 +188,6 @@ def convert_megatron_to_hf(load: str, save: str, *, overwrite: bool = False,
         CheckpointError: not a complete checkpoint (an interrupted ``.incomplete`` save included).
         OutputError: ``save`` is not empty and ``overwrite`` is not set, or cannot be written.
     """
-    from megatron_prealign.conversion.megatron_io import find_iteration, load_megatron_checkpoint
-    from megatron_prealign.files import publish_dir
-    from megatron_prealign.training.checkpointing import read_meta
-
     iteration_dir = find_iteration(load)
     stored = read_meta(iteration_dir)["args"]
     hf_io.check_llama_representable(_namespace(stored))  # before any weight is read
@@ -192,7 +197,7 @@ def convert_megatron_to_hf(load: str, save: str, *, overwrite: bool = False,
         torch.bfloat16 if stored.get("bf16") else torch.float16 if stored.get("fp16") else torch.float32)
     with publish_dir(save, overwrite=overwrite, flag="--overwrite") as work:
         loaded = load_megatron_checkpoint(iteration_dir, tokenizer_model)
-        layout, shape = loaded.meta["parallel_layout"], loaded.shape()
+        layout, shape = loaded.meta["parallel_layout"], mapping.llama_shape(loaded.args, loaded.vocab_size)
         log(f"loaded {loaded.path} (saved at TP={layout['tensor_model_parallel_size']}"
             f"/PP={layout['pipeline_model_parallel_size']}): "
             f"{shape.num_layers} layers, hidden {shape.hidden_size}, {shape.num_attention_heads} heads / "
@@ -215,9 +220,6 @@ def convert_megatron_to_hf(load: str, save: str, *, overwrite: bool = False,
 
 def _hf_tokenizer_flags(hf_dir: str, meta: Optional[dict]):
     """(tokenizer type, tokenizer model, english_clone, vocab size) for an imported directory."""
-    from megatron_prealign.conversion.tokenizer import BASE_TOKENIZER_DIR
-    from megatron_prealign.data.tokenizer import build_tokenizer
-
     if meta and meta.get("tokenizer", {}).get("kind", "").startswith("sentencepiece"):
         model = os.path.abspath(os.path.join(hf_dir, "tokenizer.model"))
         clone = bool(meta.get("english_clone"))
@@ -255,14 +257,6 @@ def convert_hf_to_megatron(hf_dir: str, save: str, *, overwrite: bool = False,
     Returns:
         A record with the flags a run needs to load the checkpoint, and the parity result.
     """
-    from megatron_prealign.arguments import parse_args
-    from megatron_prealign.conversion.megatron_io import (
-        load_megatron_checkpoint,
-        save_megatron_checkpoint,
-        single_process_args,
-    )
-    from megatron_prealign.files import publish_dir
-
     check_inputs_outside(save, {"--from-hf": hf_dir})
     shape, hf_vocab, real_vocab, run_flags = _hf_import_plan(hf_dir, make_vocab_size_divisible_by,
                                                  tensor_model_parallel_size, seq_length)
@@ -298,8 +292,6 @@ def _hf_import_plan(hf_dir: str, make_vocab_size_divisible_by: int, tensor_model
                     seq_length: Optional[int]):
     """(shape, embedding rows, tokenizer vocabulary, run flags) of an import, from its config and
     tokenizer (no weight is read)."""
-    from megatron_prealign.arguments import padded_vocab_size
-
     if not os.path.isfile(os.path.join(hf_dir, "config.json")):
         raise ConversionError(f"--from-hf {hf_dir}: no config.json there (not a Hugging Face model "
                               "directory)")

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from argparse import Namespace
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -312,3 +313,22 @@ def hf_to_megatron(state: Mapping[str, torch.Tensor], shape: LlamaShape) -> Dict
 def layer_pattern(name: str) -> str:
     """A table-style name for messages: ``decoder.layers.3.x`` -> ``decoder.layers.{layer}.x``."""
     return re.sub(r"layers\.\d+\.", "layers.{layer}.", name)
+
+
+def llama_shape(args: Namespace, vocab_size: int) -> LlamaShape:
+    """The architecture numbers of a run (its flags) for the conversion table."""
+    return LlamaShape(
+        num_layers=args.num_layers,
+        hidden_size=args.hidden_size,
+        ffn_hidden_size=args.ffn_hidden_size,
+        num_attention_heads=args.num_attention_heads,
+        num_query_groups=args.num_query_groups if args.group_query_attention
+        else args.num_attention_heads,
+        head_dim=args.kv_channels,
+        vocab_size=vocab_size,
+        padded_vocab_size=args.padded_vocab_size,
+        tied_embeddings=not args.untie_embeddings_and_output_weights,
+        norm_epsilon=args.norm_epsilon,
+        rotary_base=float(args.rotary_base),
+        max_position_embeddings=args.max_position_embeddings,
+    )

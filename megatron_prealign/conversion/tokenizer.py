@@ -36,14 +36,10 @@ import os
 import shutil
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from megatron_prealign.data.english_clone import CLONE_TAG
-from megatron_prealign.data.tokenizer import (
-    HUGGINGFACE_TYPES,
-    NULL_TYPES,
-    SENTENCEPIECE_TYPES,
-    TextTokenizer,
-)
 from megatron_prealign.errors import PreAlignError
+from megatron_prealign.text.tokenizers import HUGGINGFACE_TYPES, NULL_TYPES, SENTENCEPIECE_TYPES
+from megatron_prealign.text.tokenizers.base import TextTokenizer
+from megatron_prealign.text.tokenizers.english_clone import CLONE_TAG
 
 # SentencePiece piece types (sentencepiece_model.proto).
 _NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED, _UNUSED, _BYTE = 1, 2, 3, 4, 5, 6

@@ -17,6 +17,7 @@ import torch
 from megatron_prealign.alignment.metrics import LevelAlignment, alignment_report
 from megatron_prealign.alignment.pooling import masked_mean_pool, pool_output_embedding
 from megatron_prealign.evaluation.models import EvalModel
+from megatron_prealign.text.dictionary import load_dictionary, tokenize_dictionary
 
 SOURCE, TARGET = "source", "target"  # first word of an entry vs the others
 
@@ -29,8 +30,6 @@ def load_dictionary_entries(path: str, tokenizer, *, max_tokens: int = 30,
 
     Whole entries are kept until ``max_words`` words are reached.
     """
-    from megatron_prealign.data.dictionary import load_dictionary, tokenize_dictionary
-
     tokenized = tokenize_dictionary(load_dictionary(path), tokenizer, max_tokens=max_tokens)
     entries: List[Entry] = []
     words = 0

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from megatron_prealign.evaluation.inputs import EvalDataError, check_token_ids
 from megatron_prealign.evaluation.models import EvalModel
+from megatron_prealign.text.tokenizers.english_clone import CLONE_TAG
 
 Ids = Tuple[int, ...]
 Scorer = Callable[[Sequence[Tuple[Ids, Ids]]], List[float]]
@@ -215,8 +216,6 @@ def items_from_records(records: Iterable[dict], tokenizer=None, where: str = "it
     Raises:
         EvalDataError: naming the file and line of a malformed record or one the model cannot score.
     """
-    from megatron_prealign.data.english_clone import CLONE_TAG
-
     items = []
     for n, record in enumerate(records, 1):
         at = f"{where}:{lines[n - 1]}" if lines is not None else f"{where}: record {n}"

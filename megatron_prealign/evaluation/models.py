@@ -24,7 +24,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from megatron_prealign.alignment.levels import all_level_names
+from megatron_prealign.alignment.representations import LevelRecorder
+from megatron_prealign.checkpointing.offline import load_megatron_checkpoint
+from megatron_prealign.conversion.hf import load_hf_model, read_conversion_meta
 from megatron_prealign.evaluation.inputs import EvalDataError
+from megatron_prealign.text.tokenizers import build_tokenizer
 
 
 class EvalModel:
@@ -49,8 +54,6 @@ class EvalModel:
         raise NotImplementedError
 
     def level_names(self) -> List[str]:
-        from megatron_prealign.alignment.levels import all_level_names
-
         return all_level_names(self.num_layers)
 
 
@@ -130,8 +133,6 @@ class MegatronEvalModel(EvalModel):
 
     @torch.no_grad()
     def hidden_levels(self, tokens: torch.Tensor, levels: Sequence[str]) -> Dict[str, torch.Tensor]:
-        from megatron_prealign.alignment.representations import LevelRecorder
-
         tokens = tokens.to(self._device())
         with LevelRecorder(self.model, levels) as recorder:
             self.model(tokens, self._positions(tokens), None)
@@ -147,9 +148,6 @@ class MegatronEvalModel(EvalModel):
 
 def _tokenizer_for_hf_dir(path: str):
     """Our ``TextTokenizer`` for a Hugging Face directory (exact ids for our own exports)."""
-    from megatron_prealign.conversion.hf import read_conversion_meta
-    from megatron_prealign.data.tokenizer import build_tokenizer
-
     meta = read_conversion_meta(path)
     if meta is not None:
         kind = meta.get("tokenizer", {}).get("kind", "none")
@@ -187,8 +185,6 @@ def load_eval_model(path: str, name: Optional[str] = None,
     """
     name = name or os.path.basename(os.path.normpath(path))
     if is_hf_directory(path):
-        from megatron_prealign.conversion.hf import load_hf_model, read_conversion_meta
-
         try:
             meta = read_conversion_meta(path) or {}
             hf_model = load_hf_model(path)
@@ -196,7 +192,6 @@ def load_eval_model(path: str, name: Optional[str] = None,
             raise EvalDataError(f"{path}: cannot load this Hugging Face model directory ({err})") from err
         model = HFEvalModel(hf_model, name, meta.get("vocab_size"))
         return model, _tokenizer_for_hf_dir(path)
-    from megatron_prealign.conversion.megatron_io import load_megatron_checkpoint
 
     loaded = load_megatron_checkpoint(path, tokenizer_model)
     model = MegatronEvalModel(loaded.model, loaded.vocab_size, loaded.args.max_position_embeddings,

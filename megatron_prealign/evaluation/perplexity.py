@@ -28,13 +28,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from megatron_prealign.data.tokenizer import TokenizerError
 from megatron_prealign.evaluation.inputs import (
     EvalDataError,
     check_token_ids,
     iter_jsonl,
 )
 from megatron_prealign.evaluation.models import EvalModel
+from megatron_prealign.shards.check import read_index
+from megatron_prealign.shards.writer import companion_prefix
+from megatron_prealign.text.tokenizers.base import TokenizerError
+from megatron_prealign.text.tokenizers.english_clone import CLONE_TAG
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +91,6 @@ def read_jsonl_sequences(path: str, tokenizer, *, key: str = "text", append_eod:
 
 
 def _eod_for(tokenizer, text: str) -> int:
-    from megatron_prealign.data.english_clone import CLONE_TAG
-
     if getattr(tokenizer, "english_clone", False) and text.startswith(CLONE_TAG):
         return tokenizer.clone_eod
     return tokenizer.eod
@@ -99,9 +100,6 @@ def check_shard_input(prefix: str) -> None:
     """Fail, naming the file, unless ``prefix`` is a whole, plain (not code-switched) shard with at
     least one document. Reads the ``.idx`` only, so it is cheap enough to run before any model loads.
     """
-    from megatron_prealign.data.shard_check import read_index
-    from megatron_prealign.data.shards import companion_prefix
-
     for suffix in (".bin", ".idx"):
         if not os.path.isfile(prefix + suffix):
             raise EvalDataError(f"{prefix}{suffix} does not exist (give the shard prefix without "

@@ -26,12 +26,15 @@ from typing import Dict, List, Optional
 import torch
 from megatron.core import parallel_state
 
+from megatron_prealign.alignment.levels import all_level_names
 from megatron_prealign.alignment.loss import AlignmentLossConfig, alignment_loss
 from megatron_prealign.alignment.metrics import alignment_report
 from megatron_prealign.alignment.representations import LevelRecorder
-from megatron_prealign.data.alignment_dataset import Entry, EntryStream, collate_words, split_entries
-from megatron_prealign.data.dictionary import DictionaryError, load_dictionary, tokenize_dictionary
-from megatron_prealign.training.initialize import device
+from megatron_prealign.datasets.alignment import Entry, EntryStream, collate_words, split_entries
+from megatron_prealign.distributed import device, initialize_distributed
+from megatron_prealign.text.dictionary import DictionaryError, load_dictionary, tokenize_dictionary
+from megatron_prealign.training.data import PretrainingSampler
+from megatron_prealign.training.loop import build_tokenizer_for, run_entry, setup, train
 
 SOURCE, TARGET = "source", "target"  # the first word of an entry vs the others
 
@@ -76,8 +79,6 @@ def _pad_multiple(args: Namespace) -> int:
 
 
 def _words_loader(entries, args: Namespace, consumed: int, num_samples: int, seed: int):
-    from megatron_prealign.training.data import PretrainingSampler
-
     stream = EntryStream(entries, num_samples, seed)
     sampler = PretrainingSampler(len(stream), consumed, args.micro_batch_size,
                                  parallel_state.get_data_parallel_rank(),
@@ -171,8 +172,6 @@ class AlignmentEvaluator:
 def build_evaluator(args: Namespace, tokenizer, heldout: Optional[List[Entry]] = None,
                     log=print) -> Optional[AlignmentEvaluator]:
     """The evaluator for ``--alignment-eval-dictionary`` sets (+ stage 1's own held-out entries)."""
-    from megatron_prealign.alignment.levels import all_level_names
-
     sets: Dict[str, List[Entry]] = {}
     if heldout:
         sets["heldout"] = heldout
@@ -192,9 +191,6 @@ def build_evaluator(args: Namespace, tokenizer, heldout: Optional[List[Entry]] =
 
 def run(args: Namespace) -> int:
     """Stage 1: train on ``--alignment-dictionary``; returns the process exit code."""
-    from megatron_prealign.training.initialize import initialize_distributed
-    from megatron_prealign.training.loop import build_tokenizer_for, run_entry, setup, train
-
     def body() -> None:
         # The dictionary is read before the model is built or a checkpoint loaded, so that an
         # unusable one costs seconds; process groups first, so that rank 0 alone reports it.

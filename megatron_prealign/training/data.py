@@ -33,8 +33,8 @@ from megatron.core.datasets.blended_megatron_dataset_config import (
 from megatron.core.datasets.gpt_dataset import MockGPTDataset
 from megatron.core.datasets.utils import get_blend_from_list
 
-from megatron_prealign.data.datasets import PreAlignDatasetConfig
-from megatron_prealign.data.shard_check import ShardError, ShardIndex, check_shard, preprocess_vocabulary
+from megatron_prealign.datasets.gpt import PreAlignDatasetConfig, PreAlignGPTDataset
+from megatron_prealign.shards.check import ShardError, ShardIndex, check_shard, preprocess_vocabulary
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -99,7 +99,7 @@ def build_datasets(args: Namespace, tokenizer):
     if args.mock_data:
         cls = MockGPTDataset
     else:
-        from megatron_prealign.data.datasets import PreAlignGPTDataset as cls
+        cls = PreAlignGPTDataset
     train_samples = args.train_iters * args.global_batch_size
     valid_samples = args.eval_iters * args.global_batch_size if args.eval_interval else 0
 

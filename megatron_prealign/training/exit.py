@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from megatron_prealign.training.initialize import device
+from megatron_prealign.distributed import device
 
 
 class SignalHandler:

@@ -21,7 +21,16 @@ from typing import Callable, Dict, Iterator, List, Optional
 import torch
 
 from megatron_prealign.arguments import padded_vocab_size
-from megatron_prealign.training.initialize import device, initialize_distributed
+from megatron_prealign.checkpointing import store as checkpointing
+from megatron_prealign.checkpointing.store import LOCK_FILENAME, CheckpointError, unwrap
+from megatron_prealign.distributed import destroy, device, initialize_distributed
+from megatron_prealign.errors import PreAlignError
+from megatron_prealign.files import OutputError, output_lock
+from megatron_prealign.model import build_model, transformer_config_from_args
+from megatron_prealign.text.tokenizers import build_tokenizer
+from megatron_prealign.training.exit import ExitController
+from megatron_prealign.training.logger import TrainingLogger
+from megatron_prealign.training.step import evaluate, train_step
 
 EvalCallback = Callable[[List[torch.nn.Module], int], Dict[str, float]]
 
@@ -45,8 +54,6 @@ class TrainingState:
 
 def build_tokenizer_for(args: Namespace):
     """This run's tokenizer; sets ``args.padded_vocab_size`` (see ``choose_padded_vocab_size``)."""
-    from megatron_prealign.data.tokenizer import build_tokenizer
-
     tokenizer = build_tokenizer(args.tokenizer_type, args.tokenizer_model,
                                 vocab_size=args.vocab_size, english_clone=args.english_clone)
     args.padded_vocab_size = choose_padded_vocab_size(args, tokenizer.vocab_size)
@@ -66,8 +73,6 @@ def choose_padded_vocab_size(args: Namespace, vocab_size: int) -> int:
         CheckpointError: the checkpoint's rows are fewer than the tokenizer's ids, or do not split
             over this run's TP; or the checkpoint cannot be read.
     """
-    from megatron_prealign.training import checkpointing
-
     tp = args.tensor_model_parallel_size
     own = padded_vocab_size(vocab_size, args.make_vocab_size_divisible_by, tp)
     source = checkpointing.checkpoint_source(args)
@@ -141,8 +146,6 @@ def setup(args: Namespace, model_builder: Optional[Callable] = None, tokenizer=N
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
     from megatron.core.distributed.finalize_model_grads import finalize_model_grads
 
-    from megatron_prealign.model import build_model, transformer_config_from_args
-
     tokenizer = tokenizer or build_tokenizer_for(args)
     config = transformer_config_from_args(args)
     config.calculate_per_token_loss = args.calculate_per_token_loss
@@ -170,9 +173,6 @@ def setup(args: Namespace, model_builder: Optional[Callable] = None, tokenizer=N
 def lock_save_dir(args: Namespace) -> None:
     """Rank 0 locks ``--save`` (``DIR/.lock``) until ``run_entry`` ends: a second job writing
     there is refused. The outcome is agreed over all ranks, so every rank stops together."""
-    from megatron_prealign.files import OutputError, output_lock
-    from megatron_prealign.training.checkpointing import LOCK_FILENAME, CheckpointError
-
     if not args.save:
         return
     path = os.path.join(os.path.abspath(args.save), LOCK_FILENAME)
@@ -194,8 +194,6 @@ def lock_save_dir(args: Namespace) -> None:
 def restore(state: TrainingState) -> None:
     """Resume ``--load`` if it holds a checkpoint; else start from ``--pretrained-checkpoint``'s
     weights (fresh optimizer, schedule, iteration and data position) or from scratch."""
-    from megatron_prealign.training import checkpointing
-
     args = state.args
     rank0 = torch.distributed.get_rank() == 0
     source = checkpointing.checkpoint_source(args)
@@ -229,8 +227,6 @@ def restore(state: TrainingState) -> None:
 
 def _fresh_parameters(model, patterns) -> list:
     """(parameter, copy of its fresh value) for the parameters ``--pretrained-reinit`` names."""
-    from megatron_prealign.training.checkpointing import CheckpointError, unwrap
-
     if not patterns:
         return []
     chosen = [(p, p.detach().clone()) for chunk in model
@@ -266,8 +262,6 @@ def gathered_parameters(state: TrainingState):
 
 
 def save(state: TrainingState, extra_meta: Optional[dict] = None) -> None:
-    from megatron_prealign.training import checkpointing
-
     args = state.args
     with gathered_parameters(state):
         path = checkpointing.save_checkpoint(args.save, state.iteration, state.consumed_samples,
@@ -290,10 +284,6 @@ def train(
 
     Raises ``NonFiniteLossError`` (after nothing is saved) when the loss becomes NaN/Inf.
     """
-    from megatron_prealign.training.exit import ExitController
-    from megatron_prealign.training.logger import TrainingLogger
-    from megatron_prealign.training.step import evaluate, train_step
-
     args = state.args
     logger = TrainingLogger(args, throughput_unit)
     exits = ExitController(args, start_time=time.time())
@@ -352,9 +342,6 @@ def run_entry(body: Callable[[], None]) -> int:
     locks released either way.
     """
     import sys
-
-    from megatron_prealign.errors import PreAlignError
-    from megatron_prealign.training.initialize import destroy
 
     try:
         body()

@@ -7,8 +7,9 @@ from functools import partial
 
 import torch
 
+from megatron_prealign.distributed import initialize_distributed
+from megatron_prealign.training.align import build_evaluator
 from megatron_prealign.training.data import build_datasets, check_training_data, make_loader
-from megatron_prealign.training.initialize import initialize_distributed
 from megatron_prealign.training.loop import build_tokenizer_for, run_entry, setup, train
 from megatron_prealign.training.step import lm_forward_step
 
@@ -29,8 +30,6 @@ def run(args: Namespace) -> int:
                            for name, ds in valid_sets.items()}
         callbacks = []
         if args.alignment_eval_sets:
-            from megatron_prealign.training.align import build_evaluator
-
             rank0 = torch.distributed.get_rank() == 0
             callbacks.append(build_evaluator(args, state.tokenizer,
                                              log=print if rank0 else (lambda *a, **k: None)))

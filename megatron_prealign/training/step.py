@@ -19,8 +19,8 @@ import torch
 from megatron.core import parallel_state
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
+from megatron_prealign.distributed import device
 from megatron_prealign.errors import PreAlignError
-from megatron_prealign.training.initialize import device
 
 
 class NonFiniteLossError(PreAlignError, RuntimeError):

@@ -1,15 +1,17 @@
 """DP=2 and TP=2 runs of the alignment code under torchrun/gloo equal one process on the whole
 batch.
 
-One torchrun job (tests/alignment/_dist_worker.py) runs every case; each test compares one part.
+One torchrun job (tests/alignment/workers/dist_worker.py) runs every case; each test compares one part.
 """
 
 import pytest
 import torch
 
 from megatron_prealign.alignment import alignment_loss, pool_output_embedding
-from tests.alignment import _dist_worker as worker
+from tests.alignment.workers import dist_worker as worker
 from tests.conftest import run_torchrun
+
+pytestmark = pytest.mark.multiprocess  # starts torchrun jobs
 
 WORLD = 2
 
@@ -17,7 +19,7 @@ WORLD = 2
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("alignment_dist") / "results.pt"
-    run_torchrun(["tests/alignment/_dist_worker.py", out], nproc=WORLD, timeout=300)
+    run_torchrun(["tests/alignment/workers/dist_worker.py", out], nproc=WORLD, timeout=300)
     return torch.load(out)  # one results dict per rank
 
 

@@ -2,7 +2,7 @@
 
 Each case trains 2 steps with ``pretrain_prealign.py`` under torchrun (gloo) and, at the same
 time, dumps the Megatron-Core logits of a fixed random batch computed at the layout it was saved
-in (``_pretrain_and_dump_logits.py``). Four cases cover the parity matrix:
+in (``workers/pretrain_and_dump_logits.py``). Four cases cover the parity matrix:
 
 =====================  ======  ======  =====  ==========================================
 case                   layout  tied    GQA    vocabulary
@@ -74,7 +74,7 @@ class Checkpoints:
             if "--stage" in flags:
                 model, dictionary = self.language()
                 flags = flags + ["--tokenizer-model", model, "--alignment-dictionary", dictionary]
-            run_torchrun([Path(__file__).parent / "_pretrain_and_dump_logits.py", *COMMON, *flags,
+            run_torchrun([Path(__file__).parent / "workers" / "pretrain_and_dump_logits.py", *COMMON, *flags,
                           "--save", ckpt], nproc=nproc,
                          env={"PREALIGN_DUMP_LOGITS": str(dump)})
             self._built[case] = (ckpt, torch.load(dump, weights_only=True))

@@ -13,6 +13,8 @@ import torch
 
 from tests.conversion.checkpoints import CASES, checkpoints  # noqa: F401 (fixture)
 
+pytestmark = pytest.mark.multiprocess  # starts torchrun jobs
+
 TOLERANCE = 1e-4
 
 

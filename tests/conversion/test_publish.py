@@ -1,3 +1,4 @@
+
 """``--save`` is published whole: a non-empty target is refused unless ``--overwrite`` and is then
 replaced, never mixed with the new files; a conversion that fails its logits check publishes
 nothing and leaves the previous target as it was."""
@@ -8,8 +9,12 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO_ROOT
 from tests.conversion.checkpoints import checkpoints, run_tool  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.multiprocess  # starts torchrun jobs
 
 # A converter whose Hugging Face side is wrong (the final norm doubled): the logits check must catch
 # it. Only the model the check loads is changed; the files written are the converter's own.

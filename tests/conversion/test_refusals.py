@@ -10,6 +10,8 @@ from megatron_prealign.conversion.hf import check_llama_representable, shape_fro
 from megatron_prealign.conversion.mapping import ConversionError
 from tests.conversion.checkpoints import checkpoints, run_tool  # noqa: F401 (fixture)
 
+pytestmark = pytest.mark.multiprocess  # starts torchrun jobs
+
 LLAMA = dict(position_embedding_type="rope", rotary_percent=1.0, normalization="RMSNorm",
              swiglu=True, disable_bias_linear=True, hidden_size=64, num_attention_heads=4)
 

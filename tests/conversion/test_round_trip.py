@@ -1,12 +1,16 @@
+
 """Hugging Face -> Megatron -> Hugging Face is exact, and the imported checkpoint starts a run."""
 
 import json
 import re
 
+import pytest
 import torch
 
 from tests.conftest import run_torchrun
 from tests.conversion.checkpoints import checkpoints, run_tool  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.multiprocess  # starts torchrun jobs
 
 
 def test_hf_llama_round_trips_through_megatron_and_trains(tmp_path, monkeypatch):

@@ -5,9 +5,11 @@ import json
 import pytest
 
 from megatron_prealign.conversion.tokenizer import check_tokenizer_parity, write_hf_tokenizer
-from megatron_prealign.data.tokenizer import build_tokenizer
+from megatron_prealign.text.tokenizers import build_tokenizer
 from tests.conftest import REPO_ROOT
 from tests.conversion.checkpoints import checkpoints  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.multiprocess  # starts torchrun jobs
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "data"
 

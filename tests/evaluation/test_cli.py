@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from megatron_prealign.data.tokenizer import build_tokenizer
+from megatron_prealign.text.tokenizers import build_tokenizer
 from tests.conversion.checkpoints import checkpoints, run_tool  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.multiprocess  # starts torchrun jobs
 
 
 def write_inputs(tmp_path, spm_model, dictionary):

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from megatron_prealign.data.tokenizer import build_tokenizer
 from megatron_prealign.evaluation.models import HFEvalModel
 from megatron_prealign.evaluation.perplexity import (
     EvalDataError,
@@ -15,6 +14,7 @@ from megatron_prealign.evaluation.perplexity import (
     perplexity,
     read_shard_sequences,
 )
+from megatron_prealign.text.tokenizers import build_tokenizer
 from tests.conftest import REPO_ROOT
 from tests.evaluation.helpers import tiny_llama
 

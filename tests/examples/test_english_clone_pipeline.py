@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
+pytestmark = pytest.mark.multiprocess  # starts torchrun jobs
+
 TOY = dict(name="toy", max_paragraphs=1500, heldout_paragraphs=60, valid_paragraphs=30,
            vocab_size=400, dev_words=50, subjects_per_group=2, fact_repetitions_en=5,
            fact_repetitions_clone=3, num_layers=2, hidden_size=32, ffn_hidden_size=64,

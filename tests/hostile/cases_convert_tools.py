@@ -5,7 +5,7 @@ loaded): each fails, or warns, naming the file and what to do, and writes nothin
 import gzip
 import os
 
-from megatron_prealign.data.dictionary import dictd_encode_number
+from megatron_prealign.preprocess.lexicon import dictd_encode_number
 from tests.hostile.harness import Case
 
 SP_MODEL = "tests/fixtures/data/sp_unigram.model"

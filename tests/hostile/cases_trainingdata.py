@@ -8,7 +8,7 @@ torchrun exactly as rank 0 of a torchrun job does, and its error is the one a to
 import json
 from pathlib import Path
 
-from tests.data.shard_factory import make_shard, overwrite, random_documents, truncate
+from tests.fixtures.shard_factory import make_shard, overwrite, random_documents, truncate
 from tests.hostile.harness import Case
 
 TR = ["pretrain_prealign.py", "--num-layers", "2", "--hidden-size", "64", "--num-attention-heads", "4",
@@ -32,7 +32,7 @@ def damaged(damage):
 
 
 def larger_vocabulary(tmp: Path) -> None:
-    from megatron_prealign.data.preprocess import PreprocessConfig, run_preprocess
+    from megatron_prealign.preprocess.pipeline import PreprocessConfig, run_preprocess
 
     text = tmp / "v.jsonl"
     text.write_text("".join(json.dumps({"text": " ".join(str(i) for i in range(j, j + 90))}) + "\n"

@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import REPO_ROOT, free_port
 from tests.training.helpers import TINY_MODEL, pretrain, train_losses
 
+pytestmark = pytest.mark.multiprocess  # starts torchrun jobs
+
 COMMON = ["--global-batch-size", "4", "--train-iters", "10"]
 
 
@@ -98,7 +100,7 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     ckpt = tmp_path / "ckpt"
     one_microbatch = ["--global-batch-size", "2", "--train-iters", "10"]
     proc, log = pretrain(tmp_path, "nan", one_microbatch + ["--save", ckpt, "--save-interval", "2"],
-                         check=False, entry="tests/training/nan_injecting_pretrain.py",
+                         check=False, entry="tests/training/workers/nan_injecting_pretrain.py",
                          env={"INJECT_NAN_AT_ITERATION": "5"})
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "iteration 5: non-finite loss" in proc.stderr
@@ -154,7 +156,8 @@ def test_weights_only_loads_refresh_the_optimizers_main_params(monkeypatch):
     from argparse import Namespace
     from types import SimpleNamespace
 
-    from megatron_prealign.training import checkpointing, loop
+    from megatron_prealign.checkpointing import store as checkpointing
+    from megatron_prealign.training import loop
 
     calls = []
     optimizer = SimpleNamespace(reload_model_params=lambda: calls.append("reload"))
@@ -184,8 +187,8 @@ def test_pretrained_reinit_keeps_named_parameters_and_rejects_names_that_match_n
     matches no parameter on any pipeline stage is a typo and stops the run before training."""
     import torch
 
+    from megatron_prealign.checkpointing.store import CheckpointError
     from megatron_prealign.training import loop
-    from megatron_prealign.training.checkpointing import CheckpointError
 
     class Chunk(torch.nn.Module):
         def __init__(self):
@@ -221,7 +224,7 @@ def test_distributed_optimizer_resume_without_fused_adam_is_refused_before_loadi
 
     from megatron.core import optimizer as mcore_optimizer
 
-    from megatron_prealign.training.checkpointing import CheckpointError, check_optimizer_restorable
+    from megatron_prealign.checkpointing.store import CheckpointError, check_optimizer_restorable
 
     monkeypatch.setattr(mcore_optimizer, "USING_PYTORCH_OPTIMIZER", True)
     with pytest.raises(CheckpointError, match="ckpt/iter_0000020: resuming the distributed optimizer.*"

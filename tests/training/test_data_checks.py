@@ -8,10 +8,10 @@ from argparse import Namespace
 import numpy as np
 import pytest
 
-from megatron_prealign.data.shard_check import ShardError, check_shard
-from megatron_prealign.data.tokenizer import build_tokenizer
+from megatron_prealign.shards.check import ShardError, check_shard
+from megatron_prealign.text.tokenizers import build_tokenizer
 from megatron_prealign.training.data import check_training_data, split_ranges
-from tests.data.shard_factory import make_shard, random_documents, truncate
+from tests.fixtures.shard_factory import make_shard, random_documents, truncate
 
 TOKENIZER = build_tokenizer("NullTokenizer", None, vocab_size=512)
 
@@ -126,8 +126,8 @@ def test_the_bin_is_never_read(tmp_path, monkeypatch):
     """Only the .bin's size is looked at, so the check costs the same on a TB shard."""
     import builtins
 
-    from megatron_prealign.data import shard_check
-    from megatron_prealign.data.shards import indexed_dataset_module
+    from megatron_prealign.shards import check as shard_check
+    from megatron_prealign.shards.writer import indexed_dataset_module
 
     prefix = str(tmp_path / "big")
     with indexed_dataset_module()._IndexWriter(prefix + ".idx", np.uint16) as writer:
@@ -148,13 +148,13 @@ def test_the_bin_is_never_read(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def sp_tokenizer():
-    from tests.data.helpers import SP_MODEL
+    from tests.fixtures.helpers import SP_MODEL
 
     return build_tokenizer("SentencePieceTokenizer", SP_MODEL)
 
 
 def test_dictionary_with_every_word_dropped_names_the_file_and_counts(tmp_path, sp_tokenizer):
-    from megatron_prealign.data.dictionary import DictionaryError
+    from megatron_prealign.text.dictionary import DictionaryError
     from megatron_prealign.training.align import load_entries
 
     path = tmp_path / "long.jsonl"
@@ -170,7 +170,7 @@ def test_dictionary_with_every_word_dropped_names_the_file_and_counts(tmp_path, 
 
 
 def test_held_out_fraction_that_leaves_no_training_entry(tmp_path):
-    from megatron_prealign.data.dictionary import DictionaryError
+    from megatron_prealign.text.dictionary import DictionaryError
     from megatron_prealign.training.align import training_split
 
     args = Namespace(alignment_heldout_fraction=0.9, seed=1, alignment_dictionary="d.jsonl")

@@ -12,6 +12,8 @@ import pytest
 
 from tests.training.helpers import pretrain, train_losses
 
+pytestmark = pytest.mark.multiprocess  # starts torchrun jobs
+
 VOCAB = ["--vocab-size", "512"]  # after TINY_MODEL's --vocab-size 1000: the last one counts
 STAGE = VOCAB + ["--global-batch-size", "4", "--train-iters", "3"]
 
@@ -77,7 +79,7 @@ def test_checkpoint_padding_that_does_not_fit_is_refused(tmp_path, monkeypatch):
     hold 1025 ids: refused before the model is built, naming both sizes and the TP."""
     from argparse import Namespace
 
-    from megatron_prealign.training import checkpointing
+    from megatron_prealign.checkpointing import store as checkpointing
     from megatron_prealign.training.loop import choose_padded_vocab_size
 
     iteration = tmp_path / "iter_0000003"

@@ -8,6 +8,8 @@ import pytest
 
 from tests.training.helpers import pretrain, train_losses
 
+pytestmark = pytest.mark.multiprocess  # starts torchrun jobs
+
 COMMON = ["--global-batch-size", "8", "--train-iters", "5"]
 
 
@@ -41,7 +43,7 @@ def test_replicated_parameters_identical_on_tp_ranks(sp):
     from tests.conftest import run_torchrun
     from tests.training.helpers import TINY_MODEL
 
-    proc = run_torchrun(["tests/training/replicas_worker.py", *TINY_MODEL, "--train-iters", "3",
+    proc = run_torchrun(["tests/training/workers/replicas_worker.py", *TINY_MODEL, "--train-iters", "3",
                          "--tensor-model-parallel-size", "2", *sp], nproc=2)
     counts = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("REPLICAS_OK")]
     # 2 layers x 2 norms + final norm = 5 replicated weights (no biases, untied, RoPE).

@@ -14,6 +14,8 @@ import pytest
 from tests.conftest import REPO_ROOT, free_port
 from tests.training.helpers import TINY_MODEL
 
+pytestmark = pytest.mark.multiprocess  # starts torchrun jobs
+
 TRACKER = "latest_checkpointed_iteration.txt"
 
 
@@ -39,7 +41,7 @@ def flags(save, **given) -> Namespace:
     ({"finetune": True, "load": "{tmp}/ck"}, "(--finetune starts again at iteration 0)"),
 ], ids=["no-load", "mistyped-load", "pretrained", "finetune-elsewhere", "finetune-itself"])
 def test_save_holding_another_run_is_refused(tmp_path, given, why):
-    from megatron_prealign.training.checkpointing import CheckpointError, check_save_target
+    from megatron_prealign.checkpointing.store import CheckpointError, check_save_target
 
     ckpt = saved_run(tmp_path / "ck")
     given = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in given.items()}
@@ -61,7 +63,7 @@ def test_save_holding_another_run_is_refused(tmp_path, given, why):
 ], ids=["resume", "resume-trailing-slash", "resume-older-iteration", "override", "new-dir",
         "only-incomplete"])
 def test_save_that_loses_nothing_is_accepted(tmp_path, setup, given):
-    from megatron_prealign.training.checkpointing import check_save_target
+    from megatron_prealign.checkpointing.store import check_save_target
 
     ckpt = tmp_path / "ck"
     setup(ckpt)
@@ -72,7 +74,7 @@ def test_save_that_loses_nothing_is_accepted(tmp_path, setup, given):
 
 
 def test_incomplete_directory_is_never_loadable(tmp_path):
-    from megatron_prealign.training.checkpointing import CheckpointError, find_checkpoint, read_meta
+    from megatron_prealign.checkpointing.store import CheckpointError, find_checkpoint, read_meta
 
     partial = tmp_path / "ck" / "iter_0000004.incomplete"
     partial.mkdir(parents=True)

@@ -7,6 +7,8 @@ import pytest
 from tests.conftest import run_torchrun
 from tests.training.helpers import make_word_language
 
+pytestmark = pytest.mark.multiprocess  # starts torchrun jobs
+
 MODEL = ["--num-layers", "2", "--hidden-size", "64", "--num-attention-heads", "4",
          "--seq-length", "32", "--lr", "2e-3", "--log-interval", "1", "--seed", "3"]
 

@@ -1,0 +1,106 @@
+"""English-Clone: id mapping, the doubled tokenizer, clone shards, the clone dictionary."""
+
+import numpy as np
+import pytest
+
+from megatron_prealign.preprocess import english_clone as ec
+from megatron_prealign.preprocess.lexicon import save_multiway
+from megatron_prealign.preprocess.pipeline import PreprocessConfig, run_preprocess
+from megatron_prealign.text.codeswitch import IGNORE, CodeSwitchTable, codeswitch_batch, document_keys
+from megatron_prealign.text.dictionary import load_dictionary, tokenize_dictionary
+from megatron_prealign.text.tokenizers.base import TokenizerError
+from megatron_prealign.text.tokenizers.english_clone import (
+    EnglishCloneTokenizer,
+    from_clone_ids,
+    to_clone_ids,
+)
+from megatron_prealign.text.words import TokenKind
+from tests.fixtures.helpers import CORPUS, SP_MODEL, read_dataset
+
+
+def test_id_mapping():
+    assert to_clone_ids(np.array([0, 5, 499]), 500).tolist() == [500, 505, 999]
+    assert from_clone_ids(np.array([500, 7, 999]), 500).tolist() == [0, 7, 499]
+    with pytest.raises(ValueError, match="only English text can be cloned"):
+        to_clone_ids(np.array([500]), 500)
+
+
+def test_clone_tokenizer_doubles_the_vocabulary(sp_tokenizer, clone_tokenizer):
+    tok = clone_tokenizer
+    assert tok.vocab_size == 1000 and tok.base_vocab_size == 500
+    assert tok.eod == sp_tokenizer.eod and tok.clone_eod == sp_tokenizer.eod + 500
+    english = sp_tokenizer.tokenize("The house was old.")
+    assert tok.tokenize("The house was old.") == english
+    assert tok.tokenize("<clone>The house was old.") == [i + 500 for i in english]
+    assert tok.tokenize_batch(["<clone>The house was old.</clone>", "The house"])[0] == \
+        [i + 500 for i in english]
+    assert set(english).isdisjoint(i + 500 for i in english)
+    assert tok.detokenize([i + 500 for i in english]) == "<clone>The house was old.</clone>"
+    mixed = sp_tokenizer.tokenize("the old") + [i + 500 for i in sp_tokenizer.word_initial_ids("house")]
+    assert tok.detokenize(mixed) == "the old <clone>house</clone>"
+    kinds = tok.word_boundaries.kinds
+    assert len(kinds) == 1000 and kinds[tok.clone_eod] == TokenKind.SPECIAL
+    assert np.array_equal(kinds[:500], kinds[500:])
+    house = tok.word_initial_ids("house")
+    assert tok.word_initial_ids("<clone>house") == tuple(i + 500 for i in house)
+    assert tok.word_problem(house[:1] + (house[-1] + 500,)) == "mixes English and clone ids"
+    with pytest.raises(TokenizerError, match="already an English-Clone"):
+        EnglishCloneTokenizer(tok)
+
+
+def test_clone_dictionary_switches_english_into_clone(tmp_path, sp_tokenizer, clone_tokenizer):
+    entries, report = ec.build_clone_dictionary(["house", "the", "ice cream", "house"], sp_tokenizer)
+    assert entries == [["house", "<clone>house"], ["the", "<clone>the"]]
+    assert report == {"dropped: tokenizes as several words": 1, "entries": 2}
+    path = str(tmp_path / "en_clone.jsonl")
+    save_multiway(entries, path)
+    td = tokenize_dictionary(load_dictionary(path), clone_tokenizer)
+    table = CodeSwitchTable.from_concepts(td.id_concepts())
+    ids = clone_tokenizer.tokenize("the house")
+    res = codeswitch_batch(np.array(ids), np.array([len(ids)]), np.zeros(1, np.int64),
+                           document_keys(0, 0, np.zeros(1, np.uint64), 0), table,
+                           clone_tokenizer.word_boundaries, 1.0)
+    assert res.tokens.tolist() == [i + 500 for i in ids]  # every word now in the clone
+    expected_targets = []
+    for w in ("the", "house"):
+        wid = sp_tokenizer.word_initial_ids(w)
+        expected_targets += [wid[0]] + [IGNORE] * (len(wid) - 1)
+    assert res.targets.tolist() == expected_targets
+
+
+def test_clone_shard_from_english_shard(tmp_path, sp_tokenizer):
+    en = run_preprocess(PreprocessConfig(input=[CORPUS], output_prefix=str(tmp_path / "en"),
+                                         tokenizer_type="SentencePieceTokenizer",
+                                         tokenizer_model=SP_MODEL, append_eod=True, progress="none"))
+    en_prefix = en["outputs"]["text"]["prefix"]
+    info = ec.write_clone_shard(en_prefix, str(tmp_path / "clone_text_document"), 500, block_tokens=1000)
+    seqs_en, docs_en = read_dataset(en_prefix)
+    seqs_cl, docs_cl = read_dataset(str(tmp_path / "clone_text_document"))
+    assert docs_cl == docs_en
+    assert seqs_cl == [[t + 500 for t in s] for s in seqs_en]
+    assert info["tokens"] == sum(len(s) for s in seqs_en) and info["dtype"] == "uint16"
+    assert sum(s.count(502) for s in seqs_cl) == sum(s.count(2) for s in seqs_en) > 0  # clone EOD
+    words, rep = ec.words_from_shard(en_prefix, sp_tokenizer, min_count=3)
+    assert "the" in words and rep["word_types"] > len(words)
+    assert all(sp_tokenizer.word_problem(sp_tokenizer.word_initial_ids(w)) is None for w in words)
+
+
+def test_clone_shard_never_overwrites_its_input_and_drops_a_stale_companion(tmp_path):
+    en = run_preprocess(PreprocessConfig(input=[CORPUS], output_prefix=str(tmp_path / "en"),
+                                         tokenizer_type="SentencePieceTokenizer",
+                                         tokenizer_model=SP_MODEL, append_eod=True, progress="none"))
+    en_prefix = en["outputs"]["text"]["prefix"]
+    before = [open(en_prefix + ext, "rb").read() for ext in (".bin", ".idx")]
+    for out in (en_prefix, en_prefix + "_targets"):  # the shard itself, the name of its companion
+        with pytest.raises(ec.PathError, match="is the same file as the English shard"):
+            ec.write_clone_shard(en_prefix, out, 500)
+    assert [open(en_prefix + ext, "rb").read() for ext in (".bin", ".idx")] == before
+    # An older code-switched dataset at the output prefix left its companion there: training would
+    # pair it with the clone shard.
+    clone = str(tmp_path / "clone_text_document")
+    for ext in (".bin", ".idx"):
+        with open(clone + "_targets" + ext, "wb") as f:
+            f.write(b"stale")
+    ec.write_clone_shard(en_prefix, clone, 500)
+    assert sorted(p.name for p in tmp_path.glob("clone*")) == ["clone_text_document.bin",
+                                                                "clone_text_document.idx"]
