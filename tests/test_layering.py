@@ -110,6 +110,22 @@ def test_imports_go_down_the_layers():
     assert not wrong, "imports against the layering:\n  " + "\n  ".join(wrong)
 
 
+def test_package_imports_sit_at_the_top_of_modules():
+    """An import of the package inside a function hides a dependency (and once hid a cycle); one is
+    allowed only with a ``# lazy: <why>`` comment on the line above it (an import-time cost)."""
+    hidden = []
+    for path in _modules().values():
+        lines = path.read_text().splitlines()
+        for function in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if (isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE)
+                        and not lines[node.lineno - 2].strip().startswith("# lazy:")):
+                    hidden.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} in {function.name}()")
+    assert not hidden, "package imports inside functions:\n  " + "\n  ".join(hidden)
+
+
 def test_training_is_imported_only_by_training():
     users = sorted(m for m, imported in _graph().items()
                    if m != PACKAGE and _part(m) != "training" and any(_part(t) == "training" for t in imported))

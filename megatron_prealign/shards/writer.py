@@ -67,6 +67,7 @@ def indexed_dataset_module():
     data tool has no use for that noise) and whose fused kernels would import TorchDynamo
     (deferred, see ``cpu_compat.deferred_torch_compile``).
     """
+    # lazy: cpu_compat imports torch, which a preprocessor that never opens a shard should not pay for
     from megatron_prealign.cpu_compat import deferred_torch_compile
 
     with warnings.catch_warnings(), deferred_torch_compile():
