@@ -43,10 +43,17 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from megatron_prealign.errors import PreAlignError
 from megatron_prealign.text.words import WordBoundaries, find_words
 
+
+class TableVocabularyError(PreAlignError, ValueError):
+    """A compiled dictionary whose ids do not fit the tokenizer's vocabulary (compiled with another
+    tokenizer); the message names the dictionary and says to re-tokenize it."""
+
+
 IGNORE = -1
-"""Target-stream value for positions whose label is masked (in memory; see shards.py on disk)."""
+"""Target-stream value for positions whose label is masked (in memory; ``shards.writer`` on disk)."""
 
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -388,11 +395,27 @@ class CodeSwitchTable:
         ok[idx[wrong]] = False
         return ok
 
+    @property
+    def word_ids(self) -> np.ndarray:
+        """All words' ids back to back (int64); keys and translations are slices of it."""
+        return self._tr_flat
+
+    def choose_translations(self, entries: np.ndarray, draws: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """The translation a uniform draw in [0, 1) picks for each entry, uniformly among its options.
+
+        Returns:
+            (starts, lengths): where each chosen translation is in ``word_ids``.
+        """
+        n_options = self._n_options[entries]
+        option = self._first_option[entries] + np.minimum((draws * n_options).astype(np.int64), n_options - 1)
+        return self._tr_start[option], self._tr_len[option]
+
     def check_vocab(self, vocab_size: int, where: str) -> None:
-        """Raise if any id is outside the vocabulary (a dictionary made for another tokenizer)."""
+        """Raise ``TableVocabularyError`` if any id is outside the vocabulary (a dictionary compiled
+        for another tokenizer); ``where`` names the dictionary file in the message."""
         top = int(self._key_flat.max(initial=-1))
         if top >= vocab_size:
-            raise ValueError(
+            raise TableVocabularyError(
                 f"{where}: dictionary token id {top} does not fit vocabulary size {vocab_size}; it "
                 "was compiled with another tokenizer. Re-tokenize the dictionary with this one."
             )
@@ -463,6 +486,32 @@ class SwitchResult:
     stats: SwitchStats
 
 
+@dataclass
+class _DictionaryWords:
+    """Dictionary words of a batch, as parallel arrays (``[n]`` each, one element per word).
+
+    Attributes:
+        starts, ends: the word's tokens are ``tokens[start:end]``.
+        entries: its ``CodeSwitchTable`` entry (whose key has the word's hash; ``_draw_switches``
+            checks the drawn words token by token).
+        choice_draws: the uniform number that picks its translation (``_word_draws``); None until
+            drawn.
+    """
+
+    starts: np.ndarray
+    ends: np.ndarray
+    entries: np.ndarray
+    choice_draws: Optional[np.ndarray] = None
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def subset(self, which: np.ndarray) -> "_DictionaryWords":
+        """The words picked by an index or mask array."""
+        draws = None if self.choice_draws is None else self.choice_draws[which]
+        return _DictionaryWords(self.starts[which], self.ends[which], self.entries[which], draws)
+
+
 def codeswitch_batch(
     tokens: np.ndarray,
     seq_lengths: np.ndarray,
@@ -473,6 +522,9 @@ def codeswitch_batch(
     ratio: float,
 ) -> SwitchResult:
     """Apply input-only code-switching to a flat batch of sequences.
+
+    Four steps, one helper each: find the words, look them up in the dictionary, draw which
+    dictionary words switch (and to which translation), build the input and target streams.
 
     Args:
         tokens: int64 ids of all sequences back to back.
@@ -487,69 +539,104 @@ def codeswitch_batch(
     Returns:
         A ``SwitchResult``; ``targets`` is None when ``ratio`` is 0 (then targets == tokens).
     """
-    tokens = np.asarray(tokens, dtype=np.int64)
-    seq_lengths = np.asarray(seq_lengths, dtype=np.int64)
+    tokens = np.asarray(tokens, dtype=np.int64)  # [n_tokens]
+    seq_lengths = np.asarray(seq_lengths, dtype=np.int64)  # [n_seqs]
     stats = SwitchStats(tokens_in=len(tokens), tokens_out=len(tokens))
-    starts, ends = find_words(tokens, seq_lengths, boundaries)
-    stats.words = len(starts)
-    if table is None or len(table) == 0 or len(starts) == 0:
+    word_starts, word_ends = find_words(tokens, seq_lengths, boundaries)  # [n_words]
+    stats.words = len(word_starts)
+    if table is None or len(table) == 0 or len(word_starts) == 0:
         targets = tokens.copy() if ratio > 0 else None
         return SwitchResult(tokens, targets, seq_lengths.copy(), stats)
 
-    hashes = _run_hashes(tokens, starts, ends)
-    found = table.find(hashes)
-    hit_idx = np.flatnonzero(found >= 0)
-    hs, he, entries = starts[hit_idx], ends[hit_idx], found[hit_idx]
-    stats.dictionary_words = len(hit_idx)
+    dictionary_words = _look_up(tokens, word_starts, word_ends, table)  # [n_dictionary_words]
+    stats.dictionary_words = len(dictionary_words)
     if ratio <= 0:
         return SwitchResult(tokens, None, seq_lengths.copy(), stats)
 
-    # Counter-based draws from (document key, offset of the word in its document).
-    seq_offsets = np.zeros(len(seq_lengths) + 1, dtype=np.int64)
+    seq_offsets = np.zeros(len(seq_lengths) + 1, dtype=np.int64)  # [n_seqs + 1]
     np.cumsum(seq_lengths, out=seq_offsets[1:])
-    doc_of_seq = np.asarray(seq_docs, dtype=np.int64)
-    word_seq = np.searchsorted(seq_offsets, hs, side="right") - 1
-    # The sequences of a document are contiguous, so its first token starts its first sequence.
-    doc_ids, first_seq = np.unique(doc_of_seq, return_index=True)
-    doc_first_token = np.zeros(int(doc_ids[-1]) + 1 if len(doc_ids) else 0, dtype=np.int64)
-    doc_first_token[doc_ids] = seq_offsets[first_seq]
-    word_docs = doc_of_seq[word_seq]
-    u, v = _word_draws(np.asarray(doc_keys, dtype=np.uint64)[word_docs], hs - doc_first_token[word_docs])
-    chosen = np.flatnonzero(u < ratio)
-    cs_, ce_, cent, cv = hs[chosen], he[chosen], entries[chosen], v[chosen]
-    # Guard against 64-bit hash collisions: a chosen word must equal its key token by token.
-    same = table.matches(tokens, cs_, ce_, cent)
-    if not same.all():
-        collided = chosen[~same]
-        stats.dictionary_words -= len(collided)
-        cs_, ce_, cent, cv = cs_[same], ce_[same], cent[same], cv[same]
-    stats.switched_words = len(cs_)
-    if len(cs_) == 0:
+    switched, collided = _draw_switches(tokens, dictionary_words, seq_offsets, seq_docs, doc_keys,
+                                        table, ratio)  # [n_switched]
+    stats.dictionary_words -= collided
+    stats.switched_words = len(switched)
+    if len(switched) == 0:
         return SwitchResult(tokens, tokens.copy(), seq_lengths.copy(), stats)
 
-    n_opt = table._n_options[cent]
-    option = table._first_option[cent] + np.minimum((cv * n_opt).astype(np.int64), n_opt - 1)
-    t_len, t_start = table._tr_len[option], table._tr_start[option]
-    delta = t_len - (ce_ - cs_)
-    n = len(tokens)
-    # shift[i]: how far original position i moves (sum of the deltas of spans ending at or before i)
-    shift = np.zeros(n + 1, dtype=np.int64)
-    shift[ce_] = delta
-    np.cumsum(shift, out=shift)
-    inside = np.zeros(n + 1, dtype=np.int64)
-    inside[cs_] += 1
-    inside[ce_] -= 1
-    kept = np.flatnonzero(np.cumsum(inside[:n]) == 0)
-    out = np.empty(n + int(delta.sum()), dtype=np.int64)
-    out[kept + shift[kept]] = tokens[kept]
-    span_at = cs_ + shift[cs_]
-    owner, offset = _ragged(t_len)
-    out[span_at[owner] + offset] = table._tr_flat[t_start[owner] + offset]
-    targets = out.copy()
-    targets[span_at] = tokens[cs_]
-    inner = offset > 0
-    targets[span_at[owner[inner]] + offset[inner]] = IGNORE
+    inputs, targets, growth = _switched_streams(tokens, switched, table)  # [n_out], [n_out], [n_switched]
     new_lengths = seq_lengths.copy()
-    np.add.at(new_lengths, np.searchsorted(seq_offsets, cs_, side="right") - 1, delta)
-    stats.tokens_out = len(out)
-    return SwitchResult(out, targets, new_lengths, stats)
+    np.add.at(new_lengths, np.searchsorted(seq_offsets, switched.starts, side="right") - 1, growth)
+    stats.tokens_out = len(inputs)
+    return SwitchResult(inputs, targets, new_lengths, stats)
+
+
+def _look_up(tokens: np.ndarray, word_starts: np.ndarray, word_ends: np.ndarray,
+             table: CodeSwitchTable) -> _DictionaryWords:
+    """The words whose hash is a dictionary key's (verified token by token only when drawn)."""
+    entries = table.find(_run_hashes(tokens, word_starts, word_ends))  # [n_words], -1: not a key
+    hits = np.flatnonzero(entries >= 0)  # [n_dictionary_words]
+    return _DictionaryWords(word_starts[hits], word_ends[hits], entries[hits])
+
+
+def _draw_switches(tokens: np.ndarray, words: _DictionaryWords, seq_offsets: np.ndarray, seq_docs: np.ndarray,
+                   doc_keys: np.ndarray, table: CodeSwitchTable, ratio: float) -> Tuple[_DictionaryWords, int]:
+    """The dictionary words that switch, each with its translation draw, and the hash collisions.
+
+    A word switches when its draw is below ``ratio``; the draws are counter-based, from (document
+    key, offset of the word in its document), so they do not depend on batching.
+
+    Returns:
+        (switched, collided): the switching words; how many drawn words only shared a key's
+        hash (they are not dictionary words after all, and do not switch).
+    """
+    doc_of_seq = np.asarray(seq_docs, dtype=np.int64)  # [n_seqs]
+    word_seq = np.searchsorted(seq_offsets, words.starts, side="right") - 1  # [n_dictionary_words]
+    # The sequences of a document are contiguous, so its first token starts its first sequence.
+    doc_ids, first_seq = np.unique(doc_of_seq, return_index=True)
+    doc_first_token = np.zeros(int(doc_ids[-1]) + 1 if len(doc_ids) else 0, dtype=np.int64)  # [n_docs]
+    doc_first_token[doc_ids] = seq_offsets[first_seq]
+    word_docs = doc_of_seq[word_seq]  # [n_dictionary_words]
+    switch_draws, choice_draws = _word_draws(np.asarray(doc_keys, dtype=np.uint64)[word_docs],
+                                             words.starts - doc_first_token[word_docs])
+    drawn = _DictionaryWords(words.starts, words.ends, words.entries, choice_draws).subset(
+        np.flatnonzero(switch_draws < ratio))  # [n_drawn]
+    # Guard against 64-bit hash collisions: a drawn word must equal its key token by token.
+    equal = table.matches(tokens, drawn.starts, drawn.ends, drawn.entries)  # [n_drawn]
+    if equal.all():
+        return drawn, 0
+    return drawn.subset(equal), int(len(equal) - np.count_nonzero(equal))
+
+
+def _switched_streams(tokens: np.ndarray, switched: _DictionaryWords,
+                      table: CodeSwitchTable) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The input and target streams with every switched word replaced by its drawn translation.
+
+    Returns:
+        (inputs, targets, growth): ``inputs`` holds the translations; ``targets`` holds, at each
+        translation's first position, the original word's first token and ``IGNORE`` at its other
+        positions (see the module docstring); ``growth`` is each switched word's change in length
+        (translation minus original, ``[n_switched]``).
+    """
+    n = len(tokens)
+    starts, ends = switched.starts, switched.ends  # [n_switched]
+    translation_starts, translation_lengths = table.choose_translations(switched.entries,
+                                                                        switched.choice_draws)
+    growth = translation_lengths - (ends - starts)  # [n_switched]
+    # shift[i]: how far original position i moves (the growth of the words ending at or before i).
+    shift = np.zeros(n + 1, dtype=np.int64)  # [n_tokens + 1]
+    shift[ends] = growth
+    np.cumsum(shift, out=shift)
+    # Original positions outside every switched word keep their token, shifted.
+    depth = np.zeros(n + 1, dtype=np.int64)  # [n_tokens + 1], +1 at a word's start, -1 at its end
+    depth[starts] += 1
+    depth[ends] -= 1
+    kept = np.flatnonzero(np.cumsum(depth[:n]) == 0)  # [n_kept]
+    inputs = np.empty(n + int(growth.sum()), dtype=np.int64)  # [n_out]
+    inputs[kept + shift[kept]] = tokens[kept]
+    translation_at = starts + shift[starts]  # [n_switched], where each translation starts in inputs
+    owner, offset = _ragged(translation_lengths)  # [n_translation_tokens]: its word, its place in it
+    inputs[translation_at[owner] + offset] = table.word_ids[translation_starts[owner] + offset]
+    targets = inputs.copy()  # [n_out]
+    targets[translation_at] = tokens[starts]
+    inner = offset > 0
+    targets[translation_at[owner[inner]] + offset[inner]] = IGNORE
+    return inputs, targets, growth

@@ -50,7 +50,7 @@ import numpy as np
 from megatron_prealign.errors import PreAlignError
 from megatron_prealign.text.codeswitch import CodeSwitchTable
 from megatron_prealign.text.tokenizers.english_clone import CLONE_TAG
-from megatron_prealign.text.words import TOO_LONG_WORD, UNKNOWN_WORD, WORD_PROBLEMS
+from megatron_prealign.text.words import WordProblem
 
 MULTIWAY_EXTENSIONS = (".jsonl", ".json")
 
@@ -299,7 +299,7 @@ class WordTokens:
         flat: all ids back to back (int64).
         starts: where each word starts in ``flat``.
         lengths: each word's length.
-        codes: per word, an index into ``tokenizer.WORD_PROBLEMS`` (0: usable).
+        codes: per word, its ``WordProblem`` code (``USABLE``: 0).
     """
 
     ids: List[Tuple[int, ...]]
@@ -332,23 +332,24 @@ def tokenize_words(words: Sequence[str], tokenizer, *, max_tokens: int = 30) -> 
     starts = np.zeros(n, dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
     codes = tokenizer.word_problem_codes(flat, starts, lengths)
-    codes[(codes == 0) & (lengths > max_tokens)] = TOO_LONG_WORD
+    codes[(codes == WordProblem.USABLE) & (lengths > max_tokens)] = WordProblem.TOO_LONG
     return WordTokens(ids, flat, starts, lengths, codes)
 
 
 def word_report(dictionary: Dictionary, tokens: WordTokens, tokenizer, *, max_tokens: int,
                 max_unknown_share: float) -> Dict[str, int]:
     """Dropped words by reason; raises when the dictionary does not fit the vocabulary."""
-    counts = np.bincount(tokens.codes.astype(np.int64), minlength=len(WORD_PROBLEMS))
+    counts = np.bincount(tokens.codes.astype(np.int64), minlength=len(WordProblem)).tolist()
     dropped = {}
-    for code, n in enumerate(counts.tolist()):
-        if code and n:
-            name = f"longer than {max_tokens} tokens" if code == TOO_LONG_WORD else WORD_PROBLEMS[code]
-            dropped[name] = n
+    for problem in WordProblem:
+        if problem != WordProblem.USABLE and counts[problem]:
+            # The report names the cap in force, not the generic message.
+            name = f"longer than {max_tokens} tokens" if problem == WordProblem.TOO_LONG else problem.message
+            dropped[name] = counts[problem]
     total = len(tokens.codes)
-    unknown = int(counts[UNKNOWN_WORD])
+    unknown = counts[WordProblem.UNKNOWN_TOKEN]
     if total and unknown / total > max_unknown_share:
-        bad = np.flatnonzero(tokens.codes == UNKNOWN_WORD)[:5].tolist()
+        bad = np.flatnonzero(tokens.codes == WordProblem.UNKNOWN_TOKEN)[:5].tolist()
         concept_of = np.repeat(np.arange(len(dictionary.entries)),
                                [len(e) for e in dictionary.entries])
         flat_words = [w for e in dictionary.entries for w in e]
@@ -360,6 +361,43 @@ def word_report(dictionary: Dictionary, tokens: WordTokens, tokenizer, *, max_to
             "do not belong together: train the tokenizer on text in the dictionary's languages."
         )
     return dropped
+
+
+def _usable_concepts(
+    dictionary: Dictionary, tokens: WordTokens
+) -> Tuple[List[List[Tuple[str, Tuple[int, ...]]]], List[int]]:
+    """The concepts that keep two or more usable words with distinct ids, and their concept ids.
+
+    Args:
+        dictionary: the loaded dictionary.
+        tokens: its words, concept after concept, as ``tokenize_words`` returned them.
+
+    Returns:
+        (concepts, source_concepts): each kept concept as (word, ids) pairs; the first word with
+        given ids represents them.
+    """
+    usable_word = (tokens.codes == WordProblem.USABLE).tolist()
+    concepts: List[List[Tuple[str, Tuple[int, ...]]]] = []
+    source_concepts: List[int] = []
+    k = 0
+    for c, words in enumerate(dictionary.entries):
+        usable = [(w, tokens.ids[k + i]) for i, w in enumerate(words) if usable_word[k + i]]
+        k += len(words)
+        if len(usable) == 2:
+            if usable[0][1] != usable[1][1]:  # the common case, without the de-duplication below
+                concepts.append(usable)
+                source_concepts.append(c)
+            continue
+        seen = set()
+        distinct = []
+        for w, ids in usable:
+            if ids not in seen:
+                seen.add(ids)
+                distinct.append((w, ids))
+        if len(distinct) >= 2:
+            concepts.append(distinct)
+            source_concepts.append(c)
+    return concepts, source_concepts
 
 
 def tokenize_dictionary(
@@ -392,27 +430,7 @@ def tokenize_dictionary(
     tokens = tokenize_words(flat_words, tokenizer, max_tokens=max_tokens)
     dropped = word_report(dictionary, tokens, tokenizer, max_tokens=max_tokens,
                           max_unknown_share=max_unknown_share)
-    codes = tokens.codes.tolist()
-    concepts: List[List[Tuple[str, Tuple[int, ...]]]] = []
-    source_concepts: List[int] = []
-    k = 0
-    for c, words in enumerate(dictionary.entries):
-        usable = [(w, tokens.ids[k + i]) for i, w in enumerate(words) if codes[k + i] == 0]
-        k += len(words)
-        if len(usable) == 2:
-            if usable[0][1] != usable[1][1]:  # the common case, without the de-duplication below
-                concepts.append(usable)
-                source_concepts.append(c)
-            continue
-        seen = set()
-        distinct = []
-        for w, ids in usable:
-            if ids not in seen:
-                seen.add(ids)
-                distinct.append((w, ids))
-        if len(distinct) >= 2:
-            concepts.append(distinct)
-            source_concepts.append(c)
+    concepts, source_concepts = _usable_concepts(dictionary, tokens)
     report: Dict[str, object] = OrderedDict(
         concepts_in_file=len(dictionary.entries),
         concepts=len(concepts),
@@ -440,7 +458,7 @@ def compile_switch_table(dictionary: Dictionary, tokenizer, *, max_tokens: int =
     dropped = word_report(dictionary, tokens, tokenizer, max_tokens=max_tokens,
                           max_unknown_share=max_unknown_share)
     concept = np.repeat(np.arange(len(dictionary.entries)), [len(e) for e in dictionary.entries])
-    ok = tokens.codes == 0
+    ok = tokens.codes == WordProblem.USABLE
     table = CodeSwitchTable.from_word_arrays(tokens.flat, tokens.starts[ok], tokens.lengths[ok], concept[ok])
     report: Dict[str, object] = {
         "concepts_in_file": len(dictionary.entries),

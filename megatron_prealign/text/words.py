@@ -21,27 +21,41 @@ matched in text has a ``WordProblem``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-WORD_PROBLEMS = (
-    None,
-    "no tokens",
-    "does not start with a word-initial token",
-    "tokenizes as several words",
-    "ends in punctuation (stripped from words in text)",
-    "contains the unknown token (out of vocabulary)",
-    "mixes English and clone ids",
-    "longer than the token cap",
-)
-"""Messages of ``TextTokenizer.word_problem_codes`` (index = code; 0 means usable)."""
+
+class WordProblem(IntEnum):
+    """Why a dictionary word can never be matched in text; ``USABLE`` when it can.
+
+    The value is the per-word code ``TextTokenizer.word_problem_codes`` returns (an ``int8`` array,
+    so whole dictionaries are judged at once); ``message`` is the text reports and the preprocess
+    stats count the word under. When a word has several problems, the most basic one is reported
+    (``word_problem_codes`` says which wins).
+    """
+
+    # The message rides on the member: ``WordProblem.SEVERAL_WORDS.message``.
+    def __new__(cls, code: int, message: Optional[str]) -> "WordProblem":
+        member = int.__new__(cls, code)
+        member._value_ = code
+        member.message = message
+        return member
+
+    USABLE = 0, None
+    NO_TOKENS = 1, "no tokens"
+    NOT_WORD_INITIAL = 2, "does not start with a word-initial token"
+    SEVERAL_WORDS = 3, "tokenizes as several words"
+    ENDS_IN_PUNCTUATION = 4, "ends in punctuation (stripped from words in text)"
+    UNKNOWN_TOKEN = 5, "contains the unknown token (out of vocabulary)"
+    MIXES_ENGLISH_AND_CLONE = 6, "mixes English and clone ids"
+    TOO_LONG = 7, "longer than the token cap"
 
 
-UNKNOWN_WORD = 5
-
-
-TOO_LONG_WORD = 7
+WORD_PROBLEM_MESSAGES: Tuple[Optional[str], ...] = tuple(problem.message for problem in WordProblem)
+"""``WordProblem.message`` indexed by code, to turn a code array into messages without an enum
+lookup per word."""
 
 
 class TokenKind:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from megatron_prealign.errors import PreAlignError
 from megatron_prealign.text import codeswitch as cs
 from megatron_prealign.text.codeswitch import IGNORE, CodeSwitchTable
 from tests.fixtures.helpers import (
@@ -262,6 +263,13 @@ def test_table_rejects_ids_outside_the_vocabulary():
     table = CodeSwitchTable([(1, 2)], [[(900,)]])
     with pytest.raises(ValueError, match="does not fit vocabulary size 500"):
         table.check_vocab(500, "dict.jsonl")
+
+
+def test_table_vocabulary_error_is_a_user_facing_error():
+    table = CodeSwitchTable([(1, 2)], [[(900,)]])
+    with pytest.raises(PreAlignError, match=r"^dict.jsonl: dictionary token id 900 .* Re-tokenize"):
+        table.check_vocab(500, "dict.jsonl")
+    table.check_vocab(901, "dict.jsonl")  # every id fits
 
 
 def test_compiled_table_equals_the_naive_definition():

@@ -9,7 +9,7 @@ from megatron_prealign.shards.writer import optimal_token_dtype
 from megatron_prealign.text.tokenizers import build_tokenizer
 from megatron_prealign.text.tokenizers.base import TokenizerError
 from megatron_prealign.text.tokenizers.huggingface import HuggingFaceTextTokenizer
-from megatron_prealign.text.words import TokenKind
+from megatron_prealign.text.words import WORD_PROBLEM_MESSAGES, TokenKind, WordProblem
 from tests.fixtures.helpers import CORPUS, HF_DIR, SP_MODEL
 
 TEXTS = [
@@ -109,6 +109,36 @@ def test_word_initial_form_and_problems(sp_tokenizer, hf_tokenizer):
     # SentencePiece maps characters outside the vocabulary to <unk>.
     assert sp_tokenizer.word_problem(sp_tokenizer.word_initial_ids("\u4e2d\u6587")) == \
         "contains the unknown token (out of vocabulary)"
+
+
+def test_word_problem_codes_and_messages_are_fixed():
+    """Reports and the preprocess stats JSON count dropped words under these exact messages."""
+    assert [(int(p), p.message) for p in WordProblem] == [
+        (0, None),
+        (1, "no tokens"),
+        (2, "does not start with a word-initial token"),
+        (3, "tokenizes as several words"),
+        (4, "ends in punctuation (stripped from words in text)"),
+        (5, "contains the unknown token (out of vocabulary)"),
+        (6, "mixes English and clone ids"),
+        (7, "longer than the token cap"),
+    ]
+    assert WORD_PROBLEM_MESSAGES == tuple(p.message for p in WordProblem)
+
+
+def test_word_problem_codes_name_the_most_basic_problem(sp_tokenizer):
+    house = sp_tokenizer.word_initial_ids("house")
+    dot = (sp_tokenizer.tokenize("house.")[-1],)  # a punctuation continuation token
+    assert sp_tokenizer.word_boundaries.kinds[dot[0]] == TokenKind.PUNCT
+    unknown = sp_tokenizer.word_initial_ids("\u4e2d\u6587")
+    words = [(), house, house + house, dot, house + dot, unknown]
+    lengths = np.array([len(w) for w in words], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    flat = np.array([t for w in words for t in w], dtype=np.int64)
+    codes = sp_tokenizer.word_problem_codes(flat, starts, lengths)
+    assert codes.tolist() == [WordProblem.NO_TOKENS, WordProblem.USABLE, WordProblem.SEVERAL_WORDS,
+                              WordProblem.NOT_WORD_INITIAL, WordProblem.ENDS_IN_PUNCTUATION,
+                              WordProblem.UNKNOWN_TOKEN]
 
 
 def test_null_tokenizer_matches_megatron():

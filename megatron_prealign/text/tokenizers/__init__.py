@@ -56,22 +56,7 @@ def build_tokenizer(
             raise TokenizerError("NullTokenizer needs --vocab-size (ids 0..V-1, EOD = V).")
         tok: TextTokenizer = NullTextTokenizer(vocab_size)
     elif tokenizer_type in SENTENCEPIECE_TYPES or tokenizer_type in HUGGINGFACE_TYPES:
-        if not tokenizer_model:
-            raise TokenizerError(f"--tokenizer-type {tokenizer_type} needs --tokenizer-model.")
-        if not os.path.exists(tokenizer_model):
-            raise TokenizerError(
-                f"--tokenizer-model {tokenizer_model!r} does not exist (tokenizer type "
-                f"{tokenizer_type}); pass the path of the model file or directory."
-            )
-        if tokenizer_type in SENTENCEPIECE_TYPES:
-            if os.path.isdir(tokenizer_model):
-                raise TokenizerError(
-                    f"--tokenizer-model {tokenizer_model!r} is a directory; {tokenizer_type} needs "
-                    "a SentencePiece .model file (use HuggingFaceTokenizer for directories)."
-                )
-            tok = SentencePieceTextTokenizer(tokenizer_model, tokenizer_type)
-        else:
-            tok = HuggingFaceTextTokenizer(tokenizer_model)
+        tok = _from_model(tokenizer_type, tokenizer_model)
         if vocab_size is not None and vocab_size != tok.vocab_size:
             raise TokenizerError(
                 f"--vocab-size {vocab_size} does not match {tok.describe()}, whose vocabulary has "
@@ -84,3 +69,22 @@ def build_tokenizer(
     if english_clone:
         return EnglishCloneTokenizer(tok)
     return tok
+
+
+def _from_model(tokenizer_type: str, tokenizer_model: Optional[str]) -> TextTokenizer:
+    """A SentencePiece or Hugging Face tokenizer from its model file or directory, checked first."""
+    if not tokenizer_model:
+        raise TokenizerError(f"--tokenizer-type {tokenizer_type} needs --tokenizer-model.")
+    if not os.path.exists(tokenizer_model):
+        raise TokenizerError(
+            f"--tokenizer-model {tokenizer_model!r} does not exist (tokenizer type "
+            f"{tokenizer_type}); pass the path of the model file or directory."
+        )
+    if tokenizer_type in HUGGINGFACE_TYPES:
+        return HuggingFaceTextTokenizer(tokenizer_model)
+    if os.path.isdir(tokenizer_model):
+        raise TokenizerError(
+            f"--tokenizer-model {tokenizer_model!r} is a directory; {tokenizer_type} needs "
+            "a SentencePiece .model file (use HuggingFaceTokenizer for directories)."
+        )
+    return SentencePieceTextTokenizer(tokenizer_model, tokenizer_type)

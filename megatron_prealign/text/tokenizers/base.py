@@ -15,9 +15,10 @@ import numpy as np
 
 from megatron_prealign.errors import PreAlignError
 from megatron_prealign.text.words import (
-    WORD_PROBLEMS,
+    WORD_PROBLEM_MESSAGES,
     TokenKind,
     WordBoundaries,
+    WordProblem,
     _classify,
     _derive_marker,
 )
@@ -199,18 +200,18 @@ class TextTokenizer:
         return [] if self.unk is None else [self.unk]
 
     def word_problem_codes(self, flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """Vectorised ``word_problem``: an index into ``WORD_PROBLEMS`` per word (0: usable).
+        """Vectorised ``word_problem``: a ``WordProblem`` code per word (``USABLE``: 0).
 
         Args:
             flat: the words' ids back to back (int64).
             starts, lengths: where each word is in ``flat``.
         """
         n = len(lengths)
-        codes = np.zeros(n, dtype=np.int8)
+        codes = np.full(n, WordProblem.USABLE, dtype=np.int8)
         if n == 0:
             return codes
         if len(flat) == 0:
-            codes[:] = 1
+            codes[:] = WordProblem.NO_TOKENS
             return codes
         kinds = self.word_boundaries.kinds[flat]
         nonempty = lengths > 0
@@ -230,13 +231,13 @@ class TextTokenizer:
             unknown = (cu[ends] - cu[starts]) > 0
         extra = self._extra_word_problems(flat, starts, lengths)
         # Later assignments win: the order gives each word its most basic problem.
-        codes[unknown] = 5
-        codes[(lengths > 1) & (last == TokenKind.PUNCT)] = 4
-        codes[several] = 3
-        codes[first != TokenKind.START] = 2
+        codes[unknown] = WordProblem.UNKNOWN_TOKEN
+        codes[(lengths > 1) & (last == TokenKind.PUNCT)] = WordProblem.ENDS_IN_PUNCTUATION
+        codes[several] = WordProblem.SEVERAL_WORDS
+        codes[first != TokenKind.START] = WordProblem.NOT_WORD_INITIAL
         if extra is not None:
-            codes[extra] = 6
-        codes[~nonempty] = 1
+            codes[extra] = WordProblem.MIXES_ENGLISH_AND_CLONE
+        codes[~nonempty] = WordProblem.NO_TOKENS
         return codes
 
     def word_problems(self, words_ids: Sequence[Sequence[int]]) -> List[Optional[str]]:
@@ -247,7 +248,7 @@ class TextTokenizer:
                            count=int(lengths.sum()))
         starts = np.zeros(n, dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
-        return [WORD_PROBLEMS[c] for c in self.word_problem_codes(flat, starts, lengths).tolist()]
+        return [WORD_PROBLEM_MESSAGES[c] for c in self.word_problem_codes(flat, starts, lengths).tolist()]
 
     def _extra_word_problems(self, flat, starts, lengths) -> Optional[np.ndarray]:
         return None
