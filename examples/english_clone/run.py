@@ -7,13 +7,23 @@ runs corpus -> SentencePiece tokenizer -> English and clone shards -> English<->
 -> stage 1 -> code-switched shards -> stage 2 (every arm, every seed) -> Hugging Face conversion ->
 evaluation -> report, through the project's own tools (``tools/preprocess_data.py``,
 ``pretrain_prealign.py``, ``tools/convert_to_hf.py``, ``tools/evaluate.py``). It prints one status
-line per step (arm, seed, step, elapsed, time left) and, at the end, the results table and the paths
-of the plots::
+line per step (arm, seed, step, elapsed, time left) and, at the end, a headline table (the mean over
+seeds, +- the standard deviation when there are several) and where the whole report is::
 
-    | metric | joint | prealign |
-    | clone_ppl | 312.4 +- 0.0 | 298.1 +- 0.0 |
-    ...
-    plots: runs/tiny/plots/clone_loss.png runs/tiny/plots/alignment.png runs/tiny/plots/knowledge_transfer.png
+    | tiny, seed 1                         | joint | prealign |
+    |--------------------------------------|-------|----------|
+    | clone PPL                            | 281.8 |    181.4 |
+    | English PPL                          | 146.3 |    114.7 |
+    | knowledge: English-only facts, clone | 0.167 |    0.167 |
+    | transfer: English probe on the clone | 0.260 |    0.280 |
+    | P@1 held-out words, embedding        | 0.000 |    0.957 |
+    | P@1 held-out words, middle layer     | 0.000 |    0.780 |
+    | P@1 held-out words, last layer       | 0.000 |    0.143 |
+    (PPL: lower is better; the rest: higher)
+
+    full results: runs/tiny/results.md (every metric, per seed); plots: runs/tiny/plots/
+
+``results.json`` and ``results.md`` hold every metric; the headline only picks from them.
 
 Rerunning skips finished steps (their outputs are keyed by the inputs that made them); an
 interrupted step restarts cleanly (training steps resume from their last checkpoint).
@@ -31,6 +41,9 @@ with the step and its log named).
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -77,9 +90,59 @@ def run(preset, corpus: Path, output_dir: Path) -> int:
         pipeline = Pipeline(output_dir)
         evaluations = build_steps(preset, corpus)
         pipeline.run(evaluations)
-        summary = report.write_report(output_dir, preset, pipeline, evaluations)
-    print(summary)
+        report.write_report(output_dir, preset, pipeline, evaluations)  # its full table: results.md
+    print(headline(json.loads((output_dir / "results.json").read_text()), output_dir))
     return 0
+
+
+# The headline table's rows: (label, results.json metric). Every other metric is in results.md.
+HEADLINE_ROWS = [
+    ("clone PPL", "clone_ppl"),
+    ("English PPL", "english_ppl"),
+    ("knowledge: English-only facts, clone", "knowledge_en_only"),
+    ("transfer: English probe on the clone", "transfer_clone"),
+    ("P@1 held-out words, embedding", "align_p1_embedding_heldout"),
+    ("P@1 held-out words, middle layer", "align_p1_middle_layer_heldout"),
+    ("P@1 held-out words, last layer", "align_p1_last_layer_heldout"),
+]
+
+
+def _headline_cell(values) -> str:
+    """Mean over seeds (``+- std`` when there are several); ``n/a`` when no seed has the metric."""
+    values = [v for v in values or [] if v is not None and not math.isnan(v)]
+    if not values:
+        return "n/a"
+    mean = statistics.fmean(values)
+    digits = 1 if abs(mean) >= 10 else 3  # perplexities vs accuracies and P@1
+    cell = f"{mean:.{digits}f}"
+    if len(values) > 1:
+        cell += f" +- {statistics.stdev(values):.{digits}f}"
+    return cell
+
+
+def headline(results: dict, output_dir: Path) -> str:
+    """The few numbers a reader looks at first, per arm, as an aligned Markdown table, then the path
+    of ``results.md`` (every metric, per seed) and of the plots. Reads only ``results.json``'s
+    contents: what is printed is what was written."""
+    arms = list(results["arms"])
+    seeds = results["seeds"]
+    title = f"{results['preset']}, " + (f"seed {seeds[0]}" if len(seeds) == 1 else
+                                         f"seeds {', '.join(map(str, seeds))}: mean +- std")
+    rows = [[title, *arms]]
+    rows += [[label, *(_headline_cell(results["arms"][arm].get(metric)) for arm in arms)]
+             for label, metric in HEADLINE_ROWS]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+
+    def line(cells):  # labels to the left, numbers to the right
+        padded = [cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]
+        return "| " + " | ".join(padded) + " |"
+
+    table = [line(rows[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    table += [line(row) for row in rows[1:]]
+    output_dir = Path(output_dir)
+    return "\n".join(table + ["(PPL: lower is better; the rest: higher)", "",
+                               f"full results: {output_dir / 'results.md'} (every metric, per seed); "
+                               f"plots: {output_dir / 'plots'}/"])
 
 
 if __name__ == "__main__":
