@@ -43,7 +43,7 @@ Patch 3 fills torch's cache of factory functions before wrapping them, so that
 ``with torch.device(...)`` (transformers builds models under ``torch.device("meta")``) still
 recognises them.
 
-Call ``apply()`` before the first ``import megatron.core``; the runtime (``training.initialize``)
+Call ``apply()`` before the first ``import megatron.core``; the runtime (``distributed.initialize_distributed``)
 does this, and nothing else in the package patches upstream code.
 """
 

@@ -11,7 +11,7 @@ Per data prefix:
   ``labels = x[1:]``, Megatron's own loss mask (EOD with ``eod_mask_loss``, padding).
 * **with a companion** (written by ``tools/preprocess_data.py --codeswitch-ratio p``): ``tokens``
   come from the token shard (the switched input), ``labels = y[1:]`` from the companion's target
-  stream (the original words, see ``shards.py``), and the loss mask is Megatron's mask with 0 where
+  stream (the original words, see ``shards.writer``), and the loss mask is Megatron's mask with 0 where
   the label is the ignore value (positions inside a translated span). Ignored labels are set to 0
   so that they index the embedding safely.
 

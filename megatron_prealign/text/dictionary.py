@@ -17,7 +17,7 @@ A dictionary is a list of *concepts*; each concept is a list of words that trans
 
 Words are stripped of surrounding whitespace; duplicate words inside a concept are merged; a
 concept left with fewer than two distinct words is dropped and counted. Clone-language words are
-written ``<clone>word`` (see ``english_clone.py``). Schema errors raise ``DictionaryError`` naming
+written ``<clone>word`` (see ``text.tokenizers.english_clone``). Schema errors raise ``DictionaryError`` naming
 the file, the line and the fix.
 
 Tokenized form
