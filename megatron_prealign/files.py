@@ -14,6 +14,10 @@ Every tool of the project publishes its outputs through these few functions:
 - ``check_output_parent(path, flag)``: before any work, fail with the path and the flag when an
   output cannot be created there (a parent that is a regular file, a read-only directory).
 
+It also holds the one JSONL reader of the inputs that are read whole (``iter_jsonl``: corpora,
+evaluation items), whose errors name the file and the line. The preprocessor's streaming chunk
+parser (``preprocess.inputs``) is the other way in, for inputs too large to read line by line here.
+
 Imports nothing of the package but ``errors``, so every layer can use it.
 """
 
@@ -22,10 +26,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import gzip
+import json
 import os
 import shutil
 import tempfile
-from typing import IO, Iterator
+import zlib
+from typing import IO, Iterator, Tuple, Type
 
 from megatron_prealign.errors import PreAlignError
 
@@ -34,6 +41,10 @@ PARTIAL = ".partial"
 
 class OutputError(PreAlignError, OSError):
     """An output that cannot be written, or may not be replaced; the message names it and the fix."""
+
+
+class InputFileError(PreAlignError, ValueError):
+    """An input file that cannot be used; the message names the file (and line) and the fix."""
 
 
 def _umask() -> int:
@@ -164,3 +175,45 @@ def publish_dir(final: str, *, overwrite: bool, flag: str) -> Iterator[str]:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(work, final)
+
+
+def iter_jsonl(path, *, error: Type[InputFileError] = InputFileError) -> Iterator[Tuple[int, dict]]:
+    """``(line number, record)`` for every non-blank line of a JSONL file; each must be an object.
+
+    A name ending in ``.gz`` is read through gzip. Lines are read as bytes and decoded one by one,
+    so a decoding error names its exact line. Every problem (a file that cannot be read, a corrupt
+    ``.gz``, a line that is not UTF-8, not JSON or not an object) raises ``error`` (this module's
+    ``InputFileError`` or the caller's subclass of it) with ``path:line: what is wrong``.
+    """
+    try:
+        f = gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
+    except OSError as err:
+        raise error(describe_os_error(err, str(path))) from None
+    with f:
+        try:
+            for number, raw in enumerate(f, 1):
+                record = _jsonl_record(raw, path, number, error)
+                if record is not None:
+                    yield number, record
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+            raise error(f"{path}: a truncated or corrupt .gz file ({err})") from None
+        except OSError as err:
+            raise error(describe_os_error(err, str(path))) from None
+
+
+def _jsonl_record(raw: bytes, path, number: int, error: Type[InputFileError]):
+    """The object on one line of a JSONL file, or None for a blank line."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise error(f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start}); is this "
+                    "a JSONL file?") from None
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise error(f"{path}:{number}: not valid JSON ({err})") from None
+    if not isinstance(record, dict):
+        raise error(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+    return record

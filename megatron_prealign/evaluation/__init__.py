@@ -20,18 +20,25 @@ from megatron_prealign.evaluation.knowledge import (
     items_from_records,
     items_to_records,
     knowledge_accuracy,
+    knowledge_record,
     render_fact_items,
     text_encoders,
 )
 from megatron_prealign.evaluation.models import EvalModel, HFEvalModel, MegatronEvalModel, load_eval_model
 from megatron_prealign.evaluation.perplexity import PerplexityResult, load_sequences, perplexity
-from megatron_prealign.evaluation.report import make_report, markdown_report, plot_alignment, write_report
+from megatron_prealign.evaluation.report import (
+    make_report,
+    markdown_report,
+    markdown_table,
+    plot_alignment,
+    write_report,
+)
 from megatron_prealign.evaluation.transfer import ProbeConfig, train_probe, zero_shot_transfer
 
 __all__ = [
     "EvalModel", "Fact", "HFEvalModel", "KnowledgeItem", "LikelihoodScorer", "MegatronEvalModel",
     "PerplexityResult", "ProbeConfig", "evaluate_alignment", "items_from_records", "items_to_records",
-    "knowledge_accuracy", "load_dictionary_entries", "load_eval_model", "load_sequences",
-    "make_report", "markdown_report", "perplexity", "plot_alignment", "render_fact_items",
+    "knowledge_accuracy", "knowledge_record", "load_dictionary_entries", "load_eval_model", "load_sequences",
+    "make_report", "markdown_report", "markdown_table", "perplexity", "plot_alignment", "render_fact_items",
     "text_encoders", "train_probe", "write_report", "zero_shot_transfer",
 ]

@@ -8,42 +8,22 @@ traceback (a bug).
 
 from __future__ import annotations
 
-import json
 from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 
-from megatron_prealign.errors import PreAlignError
-from megatron_prealign.files import describe_os_error
+from megatron_prealign import files
+from megatron_prealign.files import InputFileError, describe_os_error
 
 
-class EvalDataError(PreAlignError, ValueError):
+class EvalDataError(InputFileError):
     """An evaluation input that cannot be used; the message names the file and the fix."""
 
 
 def iter_jsonl(path: str) -> Iterator[Tuple[int, dict]]:
-    """``(line number, record)`` for every non-blank line of a JSONL file; each must be an object."""
-    try:
-        f = open(path, "rb")  # bytes, decoded per line: a decoding error then has its exact line
-    except OSError as err:
-        raise EvalDataError(describe_os_error(err, path)) from None
-    with f:
-        for number, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise EvalDataError(f"{path}:{number}: not UTF-8 text ({err.reason} at byte "
-                                    f"{err.start}); is this a JSONL file?") from None
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise EvalDataError(f"{path}:{number}: not valid JSON ({err})") from None
-            if not isinstance(record, dict):
-                raise EvalDataError(f"{path}:{number}: expected a JSON object, got "
-                                    f"{type(record).__name__}")
-            yield number, record
+    """``(line number, record)`` for every non-blank line of a JSONL file (``files.iter_jsonl``),
+    each an object; a problem raises ``EvalDataError`` naming the file and the line."""
+    return files.iter_jsonl(path, error=EvalDataError)
 
 
 def read_jsonl(path: str) -> List[Tuple[int, dict]]:

@@ -16,7 +16,7 @@ facts queried in language B:
   reported beside every group).
 
 Everything here works on token ids, so any language pair works, including English-Clone (clone
-text carries the ``<clone>`` tag; ``text_encoders`` handles it).
+text starts with ``CLONE_TAG``; ``text_encoders`` handles it).
 """
 
 from __future__ import annotations
@@ -60,17 +60,51 @@ class KnowledgeItem:
 
 @dataclasses.dataclass(frozen=True)
 class Fact:
-    """A (subject, relation, object) triple, as text."""
+    """A (subject, relation, object) triple, as text, and the set it belongs to.
+
+    A *template* renders a fact: ``{subject}`` stands for the subject and, in a whole sentence,
+    ``{object}`` for the object, at the end (``"{subject} lived near the {object}"``). ``sentence``
+    fills in both (training text); ``prompt`` is what comes before the object (the probe, whose
+    candidates are objects). A template without ``{object}`` is a prompt as it is
+    (``"The capital of {subject} is"``).
+    """
 
     subject: str
     relation: str
     object: str
+    group: str = "all"
+    """Which set the fact belongs to (e.g. ``transfer``, ``seen``, ``unseen``)."""
+
+    def sentence(self, template: str) -> str:
+        """The template with the subject and the object filled in."""
+        return template.format(subject=self.subject, object=self.object)
+
+    def prompt(self, template: str) -> str:
+        """The template up to ``{object}``, subject filled in, without the space before the object
+        (an object is encoded as a continuation, with its own leading space)."""
+        before, cut, _ = template.partition("{object}")
+        text = before.format(subject=self.subject)
+        return text.rstrip() if cut else text
+
+
+def knowledge_record(fact: Fact, template: str, candidates: Sequence[str], *, language_tag: str = "",
+                     group: Optional[str] = None) -> dict:
+    """One text record of the ``--knowledge`` file format (``items_from_records``): ``fact``
+    probed with ``template``, choosing among ``candidates`` (the fact's object one of them).
+
+    ``language_tag`` is prepended to the prompt and to every candidate (``CLONE_TAG`` queries
+    English-Clone); ``group`` defaults to the fact's.
+    """
+    return {"prompt": language_tag + fact.prompt(template),
+            "candidates": [language_tag + c for c in candidates],
+            "answer": list(candidates).index(fact.object),
+            "group": fact.group if group is None else group}
 
 
 def text_encoders(tokenizer, language_tag: str = ""):
     """(encode_prompt, encode_object) for a ``data.tokenizer.TextTokenizer``.
 
-    ``language_tag`` is prepended to every text (``"<clone>"`` renders English-Clone). Objects are
+    ``language_tag`` is prepended to every text (``CLONE_TAG`` renders English-Clone). Objects are
     encoded as continuations: with a leading space, i.e. in word-initial form.
     """
     def encode_prompt(text: str) -> Ids:
@@ -84,15 +118,15 @@ def text_encoders(tokenizer, language_tag: str = ""):
 
 def render_fact_items(facts: Sequence[Fact], templates: Mapping[str, str],
                       encode_prompt: Callable[[str], Ids], encode_object: Callable[[str], Ids], *,
-                      group: Union[str, Callable[[Fact], str]] = "all",
+                      group: Union[None, str, Callable[[Fact], str]] = None,
                       num_candidates: Optional[int] = None, seed: int = 0) -> List[KnowledgeItem]:
     """Knowledge items for ``facts`` in one language.
 
     Args:
         facts: the facts to query.
-        templates: relation -> template with ``{subject}`` (the object follows the prompt).
+        templates: relation -> template (``Fact.prompt``: the object follows the prompt).
         encode_prompt, encode_object: text -> ids in the query language (``text_encoders``).
-        group: the items' group, or a function of the fact.
+        group: the items' group, or a function of the fact; default each fact's own.
         num_candidates: candidates per item: the right object plus distractors drawn (seeded)
             from the other objects of the same relation; default all of them.
         seed: seed of the distractor draw and of the candidate order.
@@ -118,12 +152,18 @@ def render_fact_items(facts: Sequence[Fact], templates: Mapping[str, str],
         options = [fact.object] + distractors
         rng.shuffle(options)
         items.append(KnowledgeItem(
-            prompt=encode_prompt(templates[fact.relation].format(subject=fact.subject)),
+            prompt=encode_prompt(fact.prompt(templates[fact.relation])),
             candidates=tuple(encode_object(o) for o in options),
             answer=options.index(fact.object),
-            group=group(fact) if callable(group) else group,
+            group=_group_of(fact, group),
         ))
     return items
+
+
+def _group_of(fact: Fact, group: Union[None, str, Callable[[Fact], str]]) -> str:
+    if group is None:
+        return fact.group
+    return group(fact) if callable(group) else group
 
 
 class LikelihoodScorer:
@@ -220,33 +260,50 @@ def items_from_records(records: Iterable[dict], tokenizer=None, where: str = "it
     for n, record in enumerate(records, 1):
         at = f"{where}:{lines[n - 1]}" if lines is not None else f"{where}: record {n}"
         try:
-            if "prompt_ids" in record:
-                prompt = tuple(int(i) for i in record["prompt_ids"])
-                candidates = tuple(tuple(int(i) for i in c) for c in record["candidate_ids"])
-                answer = int(record["answer"])
-            else:
-                if tokenizer is None:
-                    raise ValueError("text items need a tokenizer; the model has none (use ids)")
-                tag = CLONE_TAG if record["prompt"].startswith(CLONE_TAG) else ""
-                encode_prompt, _ = text_encoders(tokenizer)
-                prompt = encode_prompt(record["prompt"])
-                texts = [c[len(CLONE_TAG):] if c.startswith(CLONE_TAG) else c
-                         for c in record["candidates"]]
-                _, encode_object = text_encoders(tokenizer, tag)
-                candidates = tuple(encode_object(c) for c in texts)
-                answer = record["answer"]
-                if isinstance(answer, str):
-                    answer = record["candidates"].index(answer)
-            item = KnowledgeItem(prompt, candidates, int(answer), str(record.get("group", "all")))
+            item = _item_from_record(record, tokenizer)
         except KeyError as err:
             raise EvalDataError(f"{at}: no {err} field") from None
         except (ValueError, TypeError, AttributeError) as err:
             raise EvalDataError(f"{at}: {err}") from None
-        if vocab_size is not None:
-            check_token_ids([i for ids in (prompt, *candidates) for i in ids], vocab_size, at)
-        longest = len(prompt) + max(len(c) for c in candidates)
-        if max_length is not None and longest > max_length:
-            raise EvalDataError(f"{at}: the prompt and its longest candidate are {longest} tokens, more "
-                                f"than the model's {max_length} positions; shorten them")
+        _check_fits_model(item, at, vocab_size, max_length)
         items.append(item)
     return items
+
+
+def _item_from_record(record: dict, tokenizer) -> KnowledgeItem:
+    """One record of either form (``items_from_records``); a malformed one raises KeyError,
+    ValueError, TypeError or AttributeError, which the caller turns into a message."""
+    if "prompt_ids" in record:
+        prompt = tuple(int(i) for i in record["prompt_ids"])
+        candidates = tuple(tuple(int(i) for i in c) for c in record["candidate_ids"])
+        answer = int(record["answer"])
+    else:
+        prompt, candidates = _encode_text_record(record, tokenizer)
+        answer = record["answer"]
+        if isinstance(answer, str):
+            answer = record["candidates"].index(answer)
+    return KnowledgeItem(prompt, candidates, int(answer), str(record.get("group", "all")))
+
+
+def _encode_text_record(record: dict, tokenizer) -> Tuple[Ids, Tuple[Ids, ...]]:
+    """Prompt and candidate ids of a text record: a prompt that starts with ``CLONE_TAG`` is in
+    English-Clone, and so are its candidates (their own tag, if they carry it, is dropped)."""
+    if tokenizer is None:
+        raise ValueError("text items need a tokenizer; the model has none (use ids)")
+    tag = CLONE_TAG if record["prompt"].startswith(CLONE_TAG) else ""
+    encode_prompt, _ = text_encoders(tokenizer)
+    prompt = encode_prompt(record["prompt"])
+    texts = [c[len(CLONE_TAG):] if c.startswith(CLONE_TAG) else c for c in record["candidates"]]
+    _, encode_object = text_encoders(tokenizer, tag)
+    return prompt, tuple(encode_object(c) for c in texts)
+
+
+def _check_fits_model(item: KnowledgeItem, at: str, vocab_size: Optional[int],
+                      max_length: Optional[int]) -> None:
+    """Refuse, naming ``at``, an item with an id outside the vocabulary or too long to score."""
+    if vocab_size is not None:
+        check_token_ids([i for ids in (item.prompt, *item.candidates) for i in ids], vocab_size, at)
+    longest = len(item.prompt) + max(len(c) for c in item.candidates)
+    if max_length is not None and longest > max_length:
+        raise EvalDataError(f"{at}: the prompt and its longest candidate are {longest} tokens, more "
+                            f"than the model's {max_length} positions; shorten them")

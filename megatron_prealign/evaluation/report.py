@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 from megatron_prealign.files import atomic_open
 
@@ -65,10 +65,36 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
-def _table(header: List[str], rows: List[List[str]]) -> List[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], *,
+                   aligned: bool = False) -> List[str]:
+    """The lines of a Markdown table: the header, its rule, one line per row of cells.
+
+    The one table formatter of the project's reports (``results.md`` here, the English-Clone
+    experiment's ``results.md`` and ``sweep.md``). ``aligned`` pads every column to its widest
+    cell (the first left-justified, the others right-justified: numbers line up in a terminal);
+    otherwise cells are written as they are and the rule is ``|---|---|``.
+    """
+    rows = [list(row) for row in rows]
+    if not aligned:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+        return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join([cells[0].ljust(widths[0])]
+                                 + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]) + " |"
+
+    return [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows]
+
+
+def _names_in(runs: Sequence[dict], section: str) -> List[str]:
+    """The keys of ``section`` (languages, dictionaries, groups) over all runs, first seen first."""
+    names: List[str] = []
+    for run in runs:
+        for name in run.get(section, {}):
+            if name not in names:
+                names.append(name)
+    return names
 
 
 def _ordered_levels(runs: Sequence[dict], dictionary: str) -> List[str]:
@@ -90,67 +116,69 @@ def markdown_report(report: dict) -> str:
     """Markdown tables, one per section, one row per run."""
     runs = report["runs"]
     out = ["# Evaluation results", ""]
-    languages = []
-    for run in runs:
-        for lang in run.get("perplexity", {}):
-            if lang not in languages:
-                languages.append(lang)
-    if languages:
-        out += ["## Perplexity (per language)", ""]
-        out += _table(["run"] + languages, [
-            [run["name"]] + [_fmt(run.get("perplexity", {}).get(lang, {}).get("perplexity"), 2)
-                             for lang in languages] for run in runs])
-        out.append("")
-    dictionaries = []
-    for run in runs:
-        for name in run.get("alignment", {}):
-            if name not in dictionaries:
-                dictionaries.append(name)
-    for name in dictionaries:
+    for section in (_perplexity_section, _alignment_sections, _knowledge_section, _transfer_section):
+        out += section(runs)
+    return "\n".join(out)
+
+
+def _perplexity_section(runs: Sequence[dict]) -> List[str]:
+    languages = _names_in(runs, "perplexity")
+    if not languages:
+        return []
+    return ["## Perplexity (per language)", ""] + markdown_table(["run"] + languages, [
+        [run["name"]] + [_fmt(run.get("perplexity", {}).get(lang, {}).get("perplexity"), 2)
+                         for lang in languages] for run in runs]) + [""]
+
+
+ALIGNMENT_TABLES = (("p_at_1", "word-translation P@1"), ("gap", "cosine gap (aligned - random)"),
+                    ("aligned_cosine", "aligned-pair cosine"))
+"""The alignment tables of each dictionary: (metric, title)."""
+
+
+def _alignment_sections(runs: Sequence[dict]) -> List[str]:
+    out: List[str] = []
+    for name in _names_in(runs, "alignment"):
         levels = _ordered_levels(runs, name)
-        for metric, title in (("p_at_1", "word-translation P@1"),
-                              ("gap", "cosine gap (aligned - random)"),
-                              ("aligned_cosine", "aligned-pair cosine")):
+        for metric, title in ALIGNMENT_TABLES:
+            rows = [[run["name"]] + [_alignment_cell(run.get("alignment", {}).get(name, {})
+                                                     .get("levels", {}).get(level), metric)
+                                     for level in levels] for run in runs]
             out += [f"## Alignment on `{name}`: {title} per level", ""]
-            rows = []
-            for run in runs:
-                got = run.get("alignment", {}).get(name, {}).get("levels", {})
-                row = [run["name"]]
-                for level in levels:
-                    m = got.get(level)
-                    if m is None:
-                        row.append("")
-                    elif metric == "gap":
-                        a, r = m.get("aligned_cosine"), m.get("random_cosine")
-                        row.append(_fmt(None if a is None or r is None else a - r))
-                    else:
-                        row.append(_fmt(m.get(metric)))
-                rows.append(row)
-            out += _table(["run"] + levels, rows)
-            out.append("")
-    groups = []
-    for run in runs:
-        for group in run.get("knowledge", {}):
-            if group not in groups:
-                groups.append(group)
-    if groups:
-        out += ["## Cross-lingual knowledge application (accuracy; chance in parentheses)", ""]
-        out += _table(["run"] + groups, [
+            out += markdown_table(["run"] + levels, rows) + [""]
+    return out
+
+
+def _alignment_cell(measures: Optional[Mapping], metric: str) -> str:
+    """One level's ``metric`` (``gap``: aligned minus random cosine); empty if not measured."""
+    if measures is None:
+        return ""
+    if metric == "gap":
+        aligned, random = measures.get("aligned_cosine"), measures.get("random_cosine")
+        return _fmt(None if aligned is None or random is None else aligned - random)
+    return _fmt(measures.get(metric))
+
+
+def _knowledge_section(runs: Sequence[dict]) -> List[str]:
+    groups = _names_in(runs, "knowledge")
+    if not groups:
+        return []
+    return ["## Cross-lingual knowledge application (accuracy; chance in parentheses)", ""] + \
+        markdown_table(["run"] + groups, [
             [run["name"]] + [
                 f"{_fmt(g.get('accuracy'))} ({_fmt(g.get('chance'))}, n={g.get('items')})" if g else ""
                 for g in (run.get("knowledge", {}).get(group) for group in groups)]
-            for run in runs])
-        out.append("")
-    if any("transfer" in run for run in runs):
-        out += ["## Zero-shot cross-lingual transfer (linear probe)", ""]
-        out += _table(["run", "source (A) accuracy", "target (B) accuracy", "train accuracy",
-                       "chance", "level"], [
+            for run in runs]) + [""]
+
+
+def _transfer_section(runs: Sequence[dict]) -> List[str]:
+    if not any("transfer" in run for run in runs):
+        return []
+    return ["## Zero-shot cross-lingual transfer (linear probe)", ""] + markdown_table(
+        ["run", "source (A) accuracy", "target (B) accuracy", "train accuracy", "chance", "level"], [
             [run["name"]] + ([_fmt(t.get("source_accuracy")), _fmt(t.get("target_accuracy")),
                               _fmt(t.get("train_accuracy")), _fmt(t.get("chance")),
                               str(t.get("level"))] if t else [""] * 5)
-            for run in runs for t in [run.get("transfer")]])
-        out.append("")
-    return "\n".join(out)
+            for run in runs for t in [run.get("transfer")]]) + [""]
 
 
 def plot_alignment(runs: Sequence[dict], dictionary: str, path: str) -> str:
@@ -212,12 +240,7 @@ def write_report(report: dict, out_dir: str) -> Dict[str, str]:
     os.makedirs(out_dir, exist_ok=True)
     paths: Dict[str, object] = {"json": os.path.join(out_dir, "results.json"),
                                 "markdown": os.path.join(out_dir, "results.md"), "plots": []}
-    dictionaries: List[str] = []
-    for run in report["runs"]:
-        for name in run.get("alignment", {}):
-            if name not in dictionaries:
-                dictionaries.append(name)
-    for name in dictionaries:
+    for name in _names_in(report["runs"], "alignment"):
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
         paths["plots"].append(plot_alignment(report["runs"], name,
                                              os.path.join(out_dir, f"alignment_{safe}.png")))

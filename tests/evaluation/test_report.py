@@ -5,7 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from megatron_prealign.evaluation.report import SCHEMA, make_report, markdown_report, write_report
+from megatron_prealign.evaluation.report import (
+    SCHEMA,
+    make_report,
+    markdown_report,
+    markdown_table,
+    write_report,
+)
 
 LEVELS = ["embedding", "layer1", "layer2", "final_norm", "output_embedding"]
 
@@ -59,3 +65,13 @@ def test_png_is_a_readable_plot_with_one_line_per_run(tmp_path):
     single = matplotlib.image.imread(one["plots"][0])
     assert colour_pixels(image, blue) > 200 and colour_pixels(image, orange) > 200
     assert colour_pixels(single, blue) > 200 and colour_pixels(single, orange) == 0
+
+
+def test_markdown_table_plain_and_aligned():
+    assert markdown_table(["metric", "a", "b"], [["ppl", "12.5", "n/a"], ["acc", "0.500", "1.000"]]) == [
+        "| metric | a | b |", "|---|---|---|", "| ppl | 12.5 | n/a |", "| acc | 0.500 | 1.000 |"]
+    assert markdown_table(["metric", "joint"], [["clone PPL", "7.1"], ["P@1", "0.250"]], aligned=True) == [
+        "| metric    | joint |",
+        "|-----------|-------|",
+        "| clone PPL |   7.1 |",
+        "| P@1       | 0.250 |"]

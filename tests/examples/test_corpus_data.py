@@ -189,3 +189,30 @@ def test_no_paragraph_in_both_files(corpus, corpus_keys, labelled):
 
     brown = [r for r in corpus if r["source"] == "brown"]
     assert not sentences(brown) & sentences(labelled)
+
+
+def test_the_build_script_renders_the_committed_readme(corpus, labelled, readme):
+    """``build_corpus.render_readme``, given the counts and hashes of the committed files, writes the
+    committed README byte for byte: the script that made the data still describes it the same way."""
+    from examples.english_clone import build_corpus
+
+    per_source = defaultdict(list)
+    for rec in corpus:
+        per_source[rec["source"]].append(rec["text"])
+    archives = {row[0].strip("`"): row[1].strip("`") for row in _table_rows(readme, "| archive |")}
+    stats = {
+        "corpus": {name: {"paragraphs": len(ps), "words": sum(len(p.split()) for p in ps)}
+                   for name, ps in per_source.items()},
+        "labelled": {label: {
+            "paragraphs": sum(r["label"] == label for r in labelled),
+            "words": sum(len(r["text"].split()) for r in labelled if r["label"] == label),
+            "documents": len({r["doc"] for r in labelled if r["label"] == label}),
+            "genres": dict(sorted(Counter(r["genre"] for r in labelled if r["label"] == label).items()))}
+            for label in build_corpus.LABELS},
+        "brown_docs_in_corpus": 500 - len({r["doc"] for r in labelled}),  # the Brown Corpus has 500
+        "files": {path.name: {"bytes": path.stat().st_size,
+                              "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+                  for path in (CORPUS, LABELLED)},
+        "archives": {name: {"file": name, "sha256": sha} for name, sha in archives.items()},
+    }
+    assert build_corpus.render_readme(stats) == readme
