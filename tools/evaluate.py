@@ -190,7 +190,7 @@ def check_inputs(args) -> None:
 
 def evaluate_model(name, path, args, log=print):
     """Every requested measurement for one model; returns its report entry."""
-    from megatron_prealign.evaluation import load_eval_model
+    from megatron_prealign.evaluation.models import load_eval_model
 
     model, tokenizer = load_eval_model(path, name, args.tokenizer_model)
     hidden_levels = [level for level in model.level_names() if level != "output_embedding"]
@@ -223,8 +223,8 @@ def _model_entry(path, model):
 
 def _measure_perplexity(name, model, tokenizer, args, log):
     """``{language: perplexity result}`` for every ``--perplexity`` input."""
-    from megatron_prealign.evaluation import load_sequences, perplexity
     from megatron_prealign.evaluation.inputs import EvalDataError
+    from megatron_prealign.evaluation.perplexity import load_sequences, perplexity
 
     results = {}
     for lang, data in _named(args.perplexity, "--perplexity").items():
@@ -241,7 +241,7 @@ def _measure_perplexity(name, model, tokenizer, args, log):
 
 def _measure_alignment(name, model, tokenizer, args, log):
     """``{dictionary: per-level alignment}`` for every ``--alignment-dictionary``."""
-    from megatron_prealign.evaluation import evaluate_alignment, load_dictionary_entries
+    from megatron_prealign.evaluation.alignment import evaluate_alignment, load_dictionary_entries
     from megatron_prealign.evaluation.inputs import EvalDataError
     from megatron_prealign.evaluation.report import level_alignment_dict
 
@@ -264,8 +264,8 @@ def _measure_alignment(name, model, tokenizer, args, log):
 
 def _measure_knowledge(name, model, tokenizer, args, log):
     """Knowledge-application accuracy per group on the ``--knowledge`` items."""
-    from megatron_prealign.evaluation import LikelihoodScorer, items_from_records, knowledge_accuracy
     from megatron_prealign.evaluation.inputs import read_jsonl
+    from megatron_prealign.evaluation.knowledge import LikelihoodScorer, items_from_records, knowledge_accuracy
 
     numbered = read_jsonl(args.knowledge)
     items = items_from_records([r for _, r in numbered], tokenizer, args.knowledge,
@@ -281,7 +281,7 @@ def _measure_knowledge(name, model, tokenizer, args, log):
 
 def _measure_transfer(name, model, tokenizer, args, log):
     """Zero-shot transfer of the linear probe trained on the ``--transfer`` task."""
-    from megatron_prealign.evaluation import ProbeConfig, zero_shot_transfer
+    from megatron_prealign.evaluation.transfer import ProbeConfig, zero_shot_transfer
 
     sets = _transfer_sets(args.transfer, _transfer_records(args.transfer), tokenizer,
                           model.vocab_size)

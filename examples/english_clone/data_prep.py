@@ -42,6 +42,7 @@ SPLITS = ("train", "valid", "heldout")
 """Per language: training documents, validation (curves, lr selection), held-out test documents."""
 
 sys.path.insert(0, str(REPO))
+from examples.english_clone.facts import GROUPS, insert_facts, make_facts, renderings  # noqa: E402
 from examples.english_clone.pipeline import StepFailed  # noqa: E402
 from megatron_prealign.files import InputFileError, iter_jsonl  # noqa: E402
 
@@ -105,10 +106,6 @@ def write_jsonl(path: Path, texts: List[str]) -> None:
 
 
 def corpus_step(preset, corpus_path: Path, out: Path, inputs) -> dict:
-    # lazy: facts.py brings the evaluation library (torch, Megatron-Core: seconds to import), which
-    # run.py and sweep.py, importing this module, should not wait for before checking their flags
-    from examples.english_clone.facts import GROUPS, insert_facts, make_facts, renderings
-
     paragraphs = usable_paragraphs(corpus_path)
     random.Random(0).shuffle(paragraphs)
     if preset.max_paragraphs:

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from examples.english_clone import facts
 from examples.english_clone.pipeline import run_logged
 from megatron_prealign.text.tokenizers.english_clone import CLONE_TAG
 
@@ -29,10 +30,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 def knowledge_records(facts_json: Path) -> list:
     """The ``--knowledge`` records of the corpus step's ``facts.json`` (``facts.knowledge_records``)."""
-    # lazy: facts.py brings the evaluation library (torch, Megatron-Core: seconds to import), which
-    # run.py and sweep.py, importing this module, should not wait for before checking their flags
-    from examples.english_clone import facts
-
     return facts.knowledge_records([facts.Fact(**f) for f in json.loads(facts_json.read_text())])
 
 

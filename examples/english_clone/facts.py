@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 from typing import Dict, Iterable, List, Sequence
 
-from megatron_prealign.evaluation.knowledge import Fact, knowledge_record
+from megatron_prealign.evaluation.facts import Fact, knowledge_record
 from megatron_prealign.text.tokenizers.english_clone import CLONE_TAG
 
 RELATIONS: Dict[str, dict] = {

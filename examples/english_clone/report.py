@@ -25,6 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from megatron_prealign.evaluation.report import markdown_table
 from megatron_prealign.files import atomic_open  # noqa: E402
 
 HEADLINE = ["clone_ppl", "english_ppl", "knowledge_en_only", "knowledge_both", "knowledge_never",
@@ -73,10 +74,6 @@ def _fmt(value: float) -> str:
 
 def markdown(results: dict) -> str:
     """results.md: the mean +- std table (metric x arm), then every seed's value."""
-    # lazy: the evaluation library imports torch and Megatron-Core (seconds), which sweep.py,
-    # importing this module, should not wait for before checking its flags
-    from megatron_prealign.evaluation.report import markdown_table
-
     arms, seeds = list(results["arms"]), results["seeds"]
     metrics = [m for m in HEADLINE if any(m in results["arms"][a] for a in arms)]
     metrics += sorted({m for a in arms for m in results["arms"][a]} - set(metrics))

@@ -55,6 +55,7 @@ from examples.english_clone.cli import experiment_lock, parse_list, report_error
 from examples.english_clone.dag import build_steps  # noqa: E402,F401  (tests import it from here)
 from examples.english_clone.pipeline import Pipeline  # noqa: E402
 from examples.english_clone.presets import PRESETS  # noqa: E402
+from megatron_prealign.evaluation.report import markdown_table  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -131,14 +132,7 @@ def headline(results: dict, output_dir: Path) -> str:
     rows = [[title, *arms]]
     rows += [[label, *(_headline_cell(results["arms"][arm].get(metric)) for arm in arms)]
              for label, metric in HEADLINE_ROWS]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-
-    def line(cells):  # labels to the left, numbers to the right
-        padded = [cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]
-        return "| " + " | ".join(padded) + " |"
-
-    table = [line(rows[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    table += [line(row) for row in rows[1:]]
+    table = markdown_table(rows[0], rows[1:], aligned=True)  # labels left, numbers right
     output_dir = Path(output_dir)
     return "\n".join(table + ["(PPL: lower is better; the rest: higher)", "",
                                f"full results: {output_dir / 'results.md'} (every metric, per seed); "

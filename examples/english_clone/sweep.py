@@ -50,6 +50,7 @@ from examples.english_clone.cli import experiment_lock, parse_list, report_error
 from examples.english_clone.pipeline import Pipeline  # noqa: E402
 from examples.english_clone.presets import AUTHORS_CODE, PAPER_WEIGHTS, PRESETS, Preset  # noqa: E402
 from examples.english_clone.report import mean_std, read_log  # noqa: E402
+from megatron_prealign.evaluation.report import markdown_table  # noqa: E402
 from megatron_prealign.files import atomic_open  # noqa: E402
 
 GAP_METRICS = ["clone_ppl", "english_ppl", "knowledge_en_only", "knowledge_both",
@@ -253,10 +254,6 @@ def _mean_pm_std(values: Sequence[float], sign: bool, metric: str) -> str:
 
 def markdown(report: dict) -> str:
     """sweep.md: the gap table (variant x metric), the chosen lrs, the per-arm values, the variants."""
-    # lazy: the evaluation library imports torch and Megatron-Core (seconds), which this script
-    # should not wait for before checking its flags
-    from megatron_prealign.evaluation.report import markdown_table
-
     variants, arms = report["variants"], report["arms"]
     lines = [f"# PreAlign - joint, sweep grid {report['grid']}, seeds {', '.join(map(str, report['seeds']))}",
              "", "Gap = PreAlign - joint, paired by seed; mean +- std over seeds. Perplexities: "
