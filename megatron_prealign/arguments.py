@@ -238,9 +238,33 @@ def _fail(message: str) -> None:
     raise ArgumentError(message)
 
 
-def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) -> argparse.Namespace:
-    """Check flag combinations and fill derived values; raise ``ArgumentError`` on problems."""
-    world_size = world_size or int(os.environ.get("WORLD_SIZE", "1"))
+def validate_args(parsed: argparse.Namespace, world_size: Optional[int] = None) -> argparse.Namespace:
+    """The finished run flags: every check passed and every derived value filled in.
+
+    Returns a new Namespace (``parsed`` is left as argparse made it); nothing changes it afterwards
+    except ``training.loop.finalize_args``, which returns another new Namespace with the one value
+    that needs the tokenizer and the checkpoint (``padded_vocab_size``). The sections run in this
+    order because it decides which error a user with several problems sees first, and later
+    sections read values that earlier ones derive (``data_parallel_size``,
+    ``max_position_embeddings``).
+
+    Raises:
+        ArgumentError: the first problem found, naming the flags involved.
+    """
+    args = argparse.Namespace(**vars(parsed))
+    _validate_parallel_layout(args, world_size or int(os.environ.get("WORLD_SIZE", "1")))
+    _validate_model_shape(args)
+    _validate_parallelism_and_precision(args)
+    _validate_batch(args)
+    _validate_schedule(args)
+    _validate_data(args)
+    _validate_checkpointing(args)
+    _validate_logging_and_evaluation(args)
+    return args
+
+
+def _validate_parallel_layout(args: argparse.Namespace, world_size: int) -> None:
+    """TP x PP divides the world; fills ``world_size`` and ``data_parallel_size``."""
     tp, pp = args.tensor_model_parallel_size, args.pipeline_model_parallel_size
     if tp < 1 or pp < 1:
         _fail("--tensor-model-parallel-size and --pipeline-model-parallel-size must be >= 1")
@@ -250,7 +274,11 @@ def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) ->
     args.world_size = world_size
     args.data_parallel_size = world_size // (tp * pp)
 
-    # Model shape.
+
+def _validate_model_shape(args: argparse.Namespace) -> None:
+    """Heads, groups, MLP and layers split over TP/PP; fills ``kv_channels``, ``ffn_hidden_size``
+    and ``max_position_embeddings`` when not given."""
+    tp, pp = args.tensor_model_parallel_size, args.pipeline_model_parallel_size
     if args.num_attention_heads % tp:
         _fail(f"--num-attention-heads {args.num_attention_heads} is not divisible by "
               f"--tensor-model-parallel-size {tp}")
@@ -286,8 +314,12 @@ def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) ->
     if not 0.0 < args.rotary_percent <= 1.0:
         _fail("--rotary-percent must be in (0, 1]")
 
-    # Parallelism and precision.
+
+def _validate_parallelism_and_precision(args: argparse.Namespace) -> None:
+    """Sequence parallelism, mixed precision, FP8 and the GPU-only features; fills
+    ``distributed_backend`` (nccl with CUDA, gloo without)."""
     cuda = torch.cuda.is_available()
+    tp = args.tensor_model_parallel_size
     if args.sequence_parallel and tp == 1:
         _fail("--sequence-parallel needs --tensor-model-parallel-size > 1")
     if args.sequence_parallel and args.seq_length % tp:
@@ -305,23 +337,31 @@ def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) ->
                   "install transformer-engine[pytorch] (NGC containers ship it) or use "
                   "--transformer-impl local" + (" and drop --fp8-format" if args.fp8_format else ""))
     if not cuda:
-        for flag, on in (("--bf16", args.bf16), ("--fp16", args.fp16),
-                         ("--use-distributed-optimizer", args.use_distributed_optimizer),
-                         ("--overlap-grad-reduce", args.overlap_grad_reduce),
-                         ("--overlap-param-gather", args.overlap_param_gather),
-                         ("--fp8-format", bool(args.fp8_format)),
-                         ("--recompute-granularity", bool(args.recompute_granularity))):
-            if on:
-                _fail(f"{flag} needs CUDA (Megatron-Core's implementation is GPU-only); "
-                      f"this machine has no GPU: drop {flag}")
-        if args.distributed_backend == "nccl":
-            _fail("--distributed-backend nccl needs CUDA; use gloo")
+        _refuse_gpu_only_flags(args)
     if args.overlap_param_gather and not args.use_distributed_optimizer:
         _fail("--overlap-param-gather needs --use-distributed-optimizer")
     if args.distributed_backend is None:
         args.distributed_backend = "nccl" if cuda else "gloo"
 
-    # Batch.
+
+def _refuse_gpu_only_flags(args: argparse.Namespace) -> None:
+    """On a machine without CUDA: the first flag that Megatron-Core implements only for GPUs."""
+    for flag, on in (("--bf16", args.bf16), ("--fp16", args.fp16),
+                     ("--use-distributed-optimizer", args.use_distributed_optimizer),
+                     ("--overlap-grad-reduce", args.overlap_grad_reduce),
+                     ("--overlap-param-gather", args.overlap_param_gather),
+                     ("--fp8-format", bool(args.fp8_format)),
+                     ("--recompute-granularity", bool(args.recompute_granularity))):
+        if on:
+            _fail(f"{flag} needs CUDA (Megatron-Core's implementation is GPU-only); "
+                  f"this machine has no GPU: drop {flag}")
+    if args.distributed_backend == "nccl":
+        _fail("--distributed-backend nccl needs CUDA; use gloo")
+
+
+def _validate_batch(args: argparse.Namespace) -> None:
+    """Batch sizes; fills ``global_batch_size`` (micro-batch x DP when not given) and
+    ``num_microbatches``."""
     dp = args.data_parallel_size
     for flag, value in (("--micro-batch-size", args.micro_batch_size),
                         ("--global-batch-size", args.global_batch_size),
@@ -335,7 +375,10 @@ def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) ->
               f"--micro-batch-size {args.micro_batch_size} x data-parallel size {dp}")
     args.num_microbatches = args.global_batch_size // (args.micro_batch_size * dp)
 
-    # Schedule.
+
+def _validate_schedule(args: argparse.Namespace) -> None:
+    """Learning-rate schedule and length; fills ``lr_decay_iters`` (default ``--train-iters``) and
+    ``lr_warmup_iters`` from ``--lr-warmup-fraction``."""
     if args.lr_decay_iters is None:
         args.lr_decay_iters = args.train_iters
     if args.lr_warmup_fraction is not None:
@@ -349,7 +392,15 @@ def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) ->
     if args.train_iters < 1:
         _fail("--train-iters must be >= 1")
 
-    # Data.
+
+def _validate_data(args: argparse.Namespace) -> None:
+    """Where the tokens come from (shards, mock data or stage 1's dictionary) and the tokenizer.
+
+    Stage 1 is checked right after ``--mock-data``/``--data-path`` exclude each other and before the
+    shard checks, so that ``--stage align`` with ``--data-path`` hears "drop --data-path" rather than
+    a complaint about the shard. Fills ``tokenizer_type`` (NullTokenizer for mock data) and
+    ``vocab_size`` (8192 for mock data).
+    """
     if args.mock_data and args.data_path:
         _fail("--mock-data and --data-path are mutually exclusive")
     if args.stage == "align":
@@ -365,6 +416,11 @@ def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) ->
         _check_data_path(args.valid_data_path)
     if args.multiple_validation_sets and not args.valid_data_path:
         _fail("--multiple-validation-sets needs --valid-data-path")
+    _validate_tokenizer(args)
+
+
+def _validate_tokenizer(args: argparse.Namespace) -> None:
+    """A tokenizer type and what it needs (a model file, or a vocabulary size for NullTokenizer)."""
     if args.tokenizer_type is None:
         args.tokenizer_type = "NullTokenizer" if args.mock_data else None
     if args.tokenizer_type is None:
@@ -380,7 +436,10 @@ def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) ->
     elif not os.path.exists(args.tokenizer_model):
         _fail(f"--tokenizer-model {args.tokenizer_model}: no such file or directory")
 
-    # Checkpoints, logging, exit.
+
+def _validate_checkpointing(args: argparse.Namespace) -> None:
+    """Save, load, exit-with-save and pretrained-start flags; turns ``--pretrained-reinit``'s comma
+    list into a list of names."""
     if args.save_interval is not None and args.save_interval < 1:
         _fail("--save-interval must be >= 1")
     if args.save_interval and not args.save:
@@ -398,18 +457,23 @@ def validate_args(args: argparse.Namespace, world_size: Optional[int] = None) ->
     args.pretrained_reinit = [n.strip() for n in (args.pretrained_reinit or "").split(",") if n.strip()]
     if args.pretrained_checkpoint and args.finetune:
         _fail("--pretrained-checkpoint already loads weights only; drop --finetune")
+
+
+def _validate_logging_and_evaluation(args: argparse.Namespace) -> None:
+    """Evaluation dictionaries and intervals; fills ``alignment_eval_sets`` ({name: path})."""
     args.alignment_eval_sets = _parse_eval_dictionaries(args.alignment_eval_dictionary)
-    if args.alignment_eval_sets and pp > 1:
+    if args.alignment_eval_sets and args.pipeline_model_parallel_size > 1:
         _fail("--alignment-eval-dictionary needs every layer on one stage: use "
               "--pipeline-model-parallel-size 1 for runs that measure alignment")
     if args.eval_interval is not None and args.eval_interval < 1:
         _fail("--eval-interval must be >= 1")
     if args.log_interval < 1:
         _fail("--log-interval must be >= 1")
-    return args
 
 
 def _validate_alignment_stage(args: argparse.Namespace) -> None:
+    """Stage 1 (``--stage align``): its dictionary, layout, tokenizer and loss weights; fills
+    ``alignment_level_names``."""
     if not args.alignment_dictionary:
         _fail("--stage align needs --alignment-dictionary FILE (pairs or multi-way JSONL)")
     if not os.path.isfile(args.alignment_dictionary):

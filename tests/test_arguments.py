@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from megatron_prealign.arguments import ArgumentError, build_parser, parse_args
+from megatron_prealign.arguments import ArgumentError, build_parser, parse_args, validate_args
 from tests.conftest import REPO_ROOT, cpu_only
 
 # Growing the CLI is a reviewed decision: update this list in the same change.
@@ -144,7 +144,7 @@ def test_training_accepts_every_tokenizer_type_that_preprocessing_accepts():
     list for both entry points, and the training side builds each SentencePiece type."""
     import importlib.util
 
-    from megatron_prealign.training.loop import build_tokenizer_for
+    from megatron_prealign.training.loop import build_run_tokenizer, finalize_args
 
     tool = REPO_ROOT / "tools" / "preprocess_data.py"
     spec = importlib.util.spec_from_file_location("preprocess_data", tool)
@@ -156,6 +156,18 @@ def test_training_accepts_every_tokenizer_type_that_preprocessing_accepts():
     model = str(REPO_ROOT / "tests" / "fixtures" / "data" / "sp_unigram.model")
     for kind in ("SentencePieceTokenizer", "GPTSentencePieceTokenizer", "Llama2Tokenizer"):
         args = parse_args(MOCK + ["--tokenizer-type", kind, "--tokenizer-model", model], world_size=1)
-        tokenizer = build_tokenizer_for(args)
+        tokenizer = build_run_tokenizer(args)
         assert (tokenizer.tokenizer_type, tokenizer.vocab_size) == (kind, 500)
-        assert args.padded_vocab_size == 512
+        assert finalize_args(args, tokenizer).padded_vocab_size == 512
+        assert not hasattr(args, "padded_vocab_size")  # finalize_args returns new flags
+
+
+def test_validation_returns_new_flags_and_leaves_the_parsed_ones_as_given(tmp_path):
+    """Derived values are filled into the Namespace validate_args returns, never into its input."""
+    parsed = build_parser().parse_args(MOCK + ["--pretrained-checkpoint", str(tmp_path),
+                                               "--pretrained-reinit", "output_layer"])
+    given = dict(vars(parsed))
+    args = validate_args(parsed, world_size=1)
+    assert vars(parsed) == given
+    assert (args.kv_channels, args.global_batch_size, args.pretrained_reinit) == (32, 4, ["output_layer"])
+    assert (parsed.kv_channels, parsed.global_batch_size, parsed.pretrained_reinit) == (None, None, "output_layer")

@@ -48,7 +48,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -194,14 +194,8 @@ def alignment_loss(
     Returns:
         ``AlignmentLossOutput``; ``.loss`` is this rank's share ``L_r`` to backpropagate.
     """
-    names, reps = _named_levels(levels)
-    if not reps:
-        raise ValueError("alignment_loss needs at least one level of word vectors; got none.")
+    names, reps = _checked_levels(levels, concept_ids)
     n = concept_ids.shape[0]
-    for name, rep in zip(names, reps):
-        if rep.dim() != 2 or rep.shape[0] != n:
-            raise ValueError(f"level {name!r} has shape {tuple(rep.shape)}; expected [{n}, h] "
-                             f"to match concept_ids of shape {tuple(concept_ids.shape)}.")
     dtype = functools.reduce(torch.promote_types, [rep.dtype for rep in reps], torch.float32)
     widths = [rep.shape[1] for rep in reps]
     # Normalize locally, then one gather for all levels instead of one collective per level.
@@ -211,12 +205,7 @@ def alignment_loss(
     dp_size = 1 if group is None else dist.get_world_size(group)
     num_words = all_ids.shape[0]
 
-    columns = torch.arange(num_words, device=all_ids.device)  # [N]
-    rows = start + torch.arange(n, device=all_ids.device)  # [n], global index of local words
-    is_self = rows.unsqueeze(1) == columns.unsqueeze(0)  # [n, N]
-    positive = (concept_ids.long().unsqueeze(1) == all_ids.unsqueeze(0)) & ~is_self  # [n, N]
-    num_positive = positive.sum(dim=1)  # [n]
-    is_anchor = num_positive > 0  # [n]
+    pairs = _pairs(concept_ids, all_ids, start)
     num_anchors = _anchor_mask(all_ids).sum()  # A, global
     # D / A: the data-parallel mean of L_r is then the global mean over anchors (module docstring).
     anchor_scale = dp_size / num_anchors.clamp(min=1).to(dtype)
@@ -225,22 +214,68 @@ def alignment_loss(
 
     infonce, total = {}, 0.0
     for name, all_z in zip(names, everything.split(widths, dim=-1)):  # [N, h_k]
-        anchors = all_z[start : start + n]  # [n, h_k]
-        logits = anchors @ all_z.t() / temperature  # [n, N]
-        # A finite fill instead of -inf keeps logsumexp and its gradient finite for words with no
-        # other word in the batch; such rows are not anchors and get weight 0 below.
-        masked = logits.masked_fill(is_self, torch.finfo(dtype).min)  # [n, N]
-        denominator = torch.logsumexp(masked, dim=1)  # [n]
-        positive_mean = (logits * positive).sum(dim=1) / num_positive.clamp(min=1)  # [n]
-        per_anchor = (denominator - positive_mean) * is_anchor  # [n]
-        level_loss = per_anchor.sum() * anchor_scale
+        level_loss = _anchor_infonce_sum(all_z[start : start + n], all_z, pairs, temperature) * anchor_scale
         infonce[name] = level_loss.detach()
         total = total + level_loss
         if anti_collapse_weight:
-            # sum_{i != j} z_i.z_j = |sum_i z_i|^2 - sum_i |z_i|^2: O(N h) instead of O(N^2 h).
-            # Replicated on every rank; the gather's backward sums the D copies, and DDP's average
-            # removes the factor D again, as for the InfoNCE term.
-            column_sum = all_z.sum(dim=0)  # [h_k]
-            off_diagonal = column_sum @ column_sum - (all_z * all_z).sum()  # scalar
-            total = total + anti_collapse_weight * torch.relu(off_diagonal / num_pairs)
+            total = total + anti_collapse_weight * _anti_collapse(all_z, num_pairs)
     return AlignmentLossOutput(loss=total / len(reps), per_level=infonce, num_anchors=num_anchors)
+
+
+def _checked_levels(levels: Levels, concept_ids: torch.Tensor) -> Tuple[List[str], List[torch.Tensor]]:
+    """(names, word vectors) of ``levels``; every level one ``[n, h]`` row per concept id."""
+    names, reps = _named_levels(levels)
+    if not reps:
+        raise ValueError("alignment_loss needs at least one level of word vectors; got none.")
+    n = concept_ids.shape[0]
+    for name, rep in zip(names, reps):
+        if rep.dim() != 2 or rep.shape[0] != n:
+            raise ValueError(f"level {name!r} has shape {tuple(rep.shape)}; expected [{n}, h] "
+                             f"to match concept_ids of shape {tuple(concept_ids.shape)}.")
+    return names, reps
+
+
+class _Pairs(NamedTuple):
+    """Which (local word, global word) pairs count where; the same for every level."""
+
+    is_self: torch.Tensor  # [n, N] bool: the word itself
+    positive: torch.Tensor  # [n, N] bool: another word of the same concept
+    num_positive: torch.Tensor  # [n]
+    is_anchor: torch.Tensor  # [n] bool: has at least one positive
+
+
+def _pairs(concept_ids: torch.Tensor, all_ids: torch.Tensor, start: int) -> _Pairs:
+    """The pair masks of this rank's ``n`` words (global rows ``start ..``) against all ``N``."""
+    n = concept_ids.shape[0]
+    columns = torch.arange(all_ids.shape[0], device=all_ids.device)  # [N]
+    rows = start + torch.arange(n, device=all_ids.device)  # [n], global index of local words
+    is_self = rows.unsqueeze(1) == columns.unsqueeze(0)  # [n, N]
+    positive = (concept_ids.long().unsqueeze(1) == all_ids.unsqueeze(0)) & ~is_self  # [n, N]
+    num_positive = positive.sum(dim=1)  # [n]
+    return _Pairs(is_self, positive, num_positive, num_positive > 0)
+
+
+def _anchor_infonce_sum(anchors: torch.Tensor, all_z: torch.Tensor, pairs: _Pairs,
+                        temperature: float) -> torch.Tensor:
+    """``sum_i l_i`` over this rank's anchors (``anchors`` [n, h], ``all_z`` [N, h]) at one level."""
+    logits = anchors @ all_z.t() / temperature  # [n, N]
+    # A finite fill instead of -inf keeps logsumexp and its gradient finite for words with no
+    # other word in the batch; such rows are not anchors and get weight 0 below.
+    masked = logits.masked_fill(pairs.is_self, torch.finfo(all_z.dtype).min)  # [n, N]
+    denominator = torch.logsumexp(masked, dim=1)  # [n]
+    positive_mean = (logits * pairs.positive).sum(dim=1) / pairs.num_positive.clamp(min=1)  # [n]
+    per_anchor = (denominator - positive_mean) * pairs.is_anchor  # [n]
+    return per_anchor.sum()
+
+
+def _anti_collapse(all_z: torch.Tensor, num_pairs: int) -> torch.Tensor:
+    """``max(0, m)``, ``m`` the mean cosine over the ``num_pairs`` ordered pairs ``i != j`` of
+    ``all_z`` [N, h].
+
+    sum_{i != j} z_i.z_j = |sum_i z_i|^2 - sum_i |z_i|^2: O(N h) instead of O(N^2 h). Replicated on
+    every rank; the gather's backward sums the D copies, and DDP's average removes the factor D
+    again, as for the InfoNCE term.
+    """
+    column_sum = all_z.sum(dim=0)  # [h]
+    off_diagonal = column_sum @ column_sum - (all_z * all_z).sum()  # scalar
+    return torch.relu(off_diagonal / num_pairs)

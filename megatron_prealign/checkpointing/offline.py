@@ -74,13 +74,15 @@ class LoadedMegatron:
 
 
 def single_process_args(stored: dict, **overrides) -> Namespace:
-    """The stored run flags with the layout and execution flags reset for one CPU process."""
-    args = Namespace(**stored)
-    for key, value in {**_SINGLE_PROCESS, **overrides}.items():
-        setattr(args, key, value)
-    args.distributed_timeout_minutes = getattr(args, "distributed_timeout_minutes", 10) or 10
-    args.seed = getattr(args, "seed", 1234)
-    return args
+    """The stored run flags with the layout and execution flags reset for one CPU process.
+
+    ``overrides`` come last (after the one-process reset). Flags that an older checkpoint may lack
+    or hold empty get the defaults a one-process world needs (a 10-minute timeout, seed 1234).
+    """
+    flags = {**stored, **_SINGLE_PROCESS, **overrides}
+    flags["distributed_timeout_minutes"] = flags.get("distributed_timeout_minutes", 10) or 10
+    flags.setdefault("seed", 1234)
+    return Namespace(**flags)
 
 
 def ensure_single_process_world(args: Namespace) -> None:
@@ -190,7 +192,7 @@ def save_megatron_checkpoint(weights: Dict[str, torch.Tensor], args: Namespace, 
     Returns:
         The iteration directory written.
     """
-    args.no_save_optim = True
+    args = Namespace(**{**vars(args), "no_save_optim": True})  # model only; the caller's flags stay as given
     model = build_single_process_model(args)
     missing, unexpected = model.load_state_dict(weights, strict=False)
     missing = [k for k in missing if not k.endswith("._extra_state")]

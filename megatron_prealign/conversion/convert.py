@@ -34,6 +34,7 @@ from megatron_prealign.conversion.mapping import ConversionError
 from megatron_prealign.conversion.tokenizer import BASE_TOKENIZER_DIR, check_tokenizer_parity, write_hf_tokenizer
 from megatron_prealign.files import publish_dir
 from megatron_prealign.text.tokenizers import build_tokenizer
+from megatron_prealign.text.tokenizers.english_clone import CLONE_TAG
 
 Log = Callable[[str], None]
 
@@ -136,7 +137,7 @@ def _export_hf(loaded, stored: dict, out_dir: str, out_dtype: torch.dtype, log: 
         "padded_vocab_size": shape.padded_vocab_size,
         "english_clone": bool(stored.get("english_clone")),
         "base_vocab_size": getattr(loaded.tokenizer, "base_vocab_size", shape.vocab_size),
-        "clone_tag": "<clone>" if stored.get("english_clone") else None,
+        "clone_tag": CLONE_TAG if stored.get("english_clone") else None,
         "tokenizer": {**tok_info, "tokenizer_type": stored.get("tokenizer_type")},
     }
     if tok_info["kind"] != "none":
@@ -160,6 +161,16 @@ def _verify_hf(loaded, out_dir: str, out_dtype: torch.dtype, tolerance: float, l
         f"{parity['max_abs_diff']:.3e} (logits up to {parity['max_abs_logit']:.2f}), "
         f"top-1 agreement {parity['top1_agreement']:.4f}")
     return {**parity, "tolerance": tolerance}
+
+
+def _describe_loaded(loaded) -> str:
+    """One line for the log: which checkpoint was loaded, its saved layout and its model shape."""
+    layout, shape = loaded.meta["parallel_layout"], mapping.llama_shape(loaded.args, loaded.vocab_size)
+    return (f"loaded {loaded.path} (saved at TP={layout['tensor_model_parallel_size']}"
+            f"/PP={layout['pipeline_model_parallel_size']}): "
+            f"{shape.num_layers} layers, hidden {shape.hidden_size}, {shape.num_attention_heads} heads / "
+            f"{shape.num_query_groups} query groups, vocabulary {shape.vocab_size} (padded "
+            f"{shape.padded_vocab_size}), {'tied' if shape.tied_embeddings else 'untied'} embeddings")
 
 
 def convert_megatron_to_hf(load: str, save: str, *, overwrite: bool = False,
@@ -197,12 +208,7 @@ def convert_megatron_to_hf(load: str, save: str, *, overwrite: bool = False,
         torch.bfloat16 if stored.get("bf16") else torch.float16 if stored.get("fp16") else torch.float32)
     with publish_dir(save, overwrite=overwrite, flag="--overwrite") as work:
         loaded = load_megatron_checkpoint(iteration_dir, tokenizer_model)
-        layout, shape = loaded.meta["parallel_layout"], mapping.llama_shape(loaded.args, loaded.vocab_size)
-        log(f"loaded {loaded.path} (saved at TP={layout['tensor_model_parallel_size']}"
-            f"/PP={layout['pipeline_model_parallel_size']}): "
-            f"{shape.num_layers} layers, hidden {shape.hidden_size}, {shape.num_attention_heads} heads / "
-            f"{shape.num_query_groups} query groups, vocabulary {shape.vocab_size} (padded "
-            f"{shape.padded_vocab_size}), {'tied' if shape.tied_embeddings else 'untied'} embeddings")
+        log(_describe_loaded(loaded))
         record = _export_hf(loaded, stored, work, out_dtype, log)
         if verify:
             record["parity"] = _verify_hf(loaded, work, out_dtype, tolerance, log)
@@ -262,22 +268,15 @@ def convert_hf_to_megatron(hf_dir: str, save: str, *, overwrite: bool = False,
                                                  tensor_model_parallel_size, seq_length)
     with publish_dir(save, overwrite=overwrite, flag="--overwrite") as work:
         weights = mapping.hf_to_megatron(hf_io.read_hf_weights(hf_dir), shape)
-        args = parse_args(run_flags + ["--mock-data"], world_size=1)
-        args.mock_data = False
-        args.padded_vocab_size = shape.padded_vocab_size
-        args = single_process_args(vars(args))
+        args = _imported_checkpoint_args(run_flags, shape.padded_vocab_size)
         root = save_megatron_checkpoint(weights, args, work, iteration=0,
                                         extra_meta={"converted_from": os.path.abspath(hf_dir)})
         root = os.path.join(os.path.abspath(save), os.path.basename(root))  # once published
         record = {"checkpoint": root, "run_flags": run_flags,
                   "padded_vocab_size": shape.padded_vocab_size}
         if verify:
-            loaded = load_megatron_checkpoint(work)
-            parity = compare_logits(loaded.model, hf_io.load_hf_model(hf_dir), hf_vocab,
-                                    seq_length=min(32, shape.max_position_embeddings))
+            parity = _verify_import(work, hf_dir, hf_vocab, shape.max_position_embeddings, log)
             record["parity"] = {**parity, "tolerance": tolerance}
-            log(f"logits parity on {parity['positions']} random positions: max |diff| "
-                f"{parity['max_abs_diff']:.3e}, top-1 agreement {parity['top1_agreement']:.4f}")
             if _parity_failed(parity, tolerance):
                 raise ConversionError(f"logits differ by {parity['max_abs_diff']:.3e} > {tolerance:g} "
                                       f"between {hf_dir} and the converted checkpoint. Nothing was "
@@ -286,6 +285,27 @@ def convert_hf_to_megatron(hf_dir: str, save: str, *, overwrite: bool = False,
         f"{shape.padded_vocab_size}")
     log("start a run from it with: --pretrained-checkpoint " + save + " " + " ".join(run_flags))
     return record
+
+
+def _verify_import(checkpoint_dir: str, hf_dir: str, hf_vocab: int, max_positions: int, log: Log) -> dict:
+    """``compare_logits`` of the checkpoint just written in ``checkpoint_dir`` and the Hugging Face
+    model it was made from."""
+    loaded = load_megatron_checkpoint(checkpoint_dir)
+    parity = compare_logits(loaded.model, hf_io.load_hf_model(hf_dir), hf_vocab,
+                            seq_length=min(32, max_positions))
+    log(f"logits parity on {parity['positions']} random positions: max |diff| "
+        f"{parity['max_abs_diff']:.3e}, top-1 agreement {parity['top1_agreement']:.4f}")
+    return parity
+
+
+def _imported_checkpoint_args(run_flags, padded_vocab_size: int):
+    """The flags an imported checkpoint declares: those a run loading it passes (validated like
+    that run's), the padded vocabulary of its embedding, and the one-process layout it is saved at.
+
+    ``--mock-data`` only stands in for the data flags during validation; the record says no data.
+    """
+    validated = parse_args(run_flags + ["--mock-data"], world_size=1)
+    return single_process_args(vars(validated), mock_data=False, padded_vocab_size=padded_vocab_size)
 
 
 def _hf_import_plan(hf_dir: str, make_vocab_size_divisible_by: int, tensor_model_parallel_size: int,

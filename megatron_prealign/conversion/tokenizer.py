@@ -97,51 +97,20 @@ def sentencepiece_to_tokenizers(model_path: str):
         (tokenizer, special): the tokenizer and the special-token strings
         (``bos_token``/``eos_token``/``unk_token``/``pad_token``) defined by the model.
     """
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers
-    from tokenizers.models import BPE, Unigram
+    from tokenizers import AddedToken, Tokenizer
 
     proto = _load_sentencepiece_proto(model_path)
-    trainer, norm = proto.trainer_spec, proto.normalizer_spec
+    trainer = proto.trainer_spec
     pieces = [p.piece for p in proto.pieces]
     types = [p.type for p in proto.pieces]
     if trainer.treat_whitespace_as_suffix:
         raise TokenizerExportError(f"{model_path}: treat_whitespace_as_suffix=true SentencePiece "
                                    "models are not supported by the Hugging Face export")
-    normal_scores = [p.score for p in proto.pieces if p.type in (_NORMAL, _USER_DEFINED)]
-    floor = min(normal_scores) if normal_scores else 0.0
-    if trainer.model_type == _UNIGRAM:
-        # Control/unknown/byte pieces never come out of SentencePiece's lattice; giving them the
-        # lowest normal score keeps them out of ours without moving the unknown-token penalty
-        # (which tokenizers derives from the minimum score).
-        vocab = [(p.piece, p.score if p.type in (_NORMAL, _USER_DEFINED) else floor)
-                 for p in proto.pieces]
-        model = Unigram(vocab, unk_id=trainer.unk_id, byte_fallback=trainer.byte_fallback)
-    elif trainer.model_type == _BPE:
-        usable = [t in (_NORMAL, _USER_DEFINED) for t in types]
-        model = BPE({p: i for i, p in enumerate(pieces)}, _bpe_merges(pieces, usable),
-                    unk_token=pieces[trainer.unk_id] if trainer.unk_id >= 0 else None,
-                    fuse_unk=True, byte_fallback=trainer.byte_fallback)
-    else:
-        raise TokenizerExportError(f"{model_path}: SentencePiece model type {trainer.model_type} "
-                                   "(only unigram and bpe are supported)")
-    tok = Tokenizer(model)
-    steps = []
-    if norm.precompiled_charsmap:
-        steps.append(normalizers.Precompiled(norm.precompiled_charsmap))
-    if norm.remove_extra_whitespaces:
-        steps += [normalizers.Replace(Regex("^ +| +$"), ""), normalizers.Replace(Regex(" {2,}"), " ")]
-    if norm.add_dummy_prefix:
-        steps.append(normalizers.Prepend("\u2581"))
-    if norm.escape_whitespaces:
-        steps.append(normalizers.Replace(" ", "\u2581"))
-    if steps:
-        tok.normalizer = normalizers.Sequence(steps)
-    decode = [decoders.Replace("\u2581", " ")]
-    if trainer.byte_fallback:
-        decode += [decoders.ByteFallback(), decoders.Fuse()]
-    if norm.add_dummy_prefix:
-        decode.append(decoders.Strip(content=" ", left=1, right=0))
-    tok.decoder = decoders.Sequence(decode)
+    tok = Tokenizer(_sentencepiece_model(proto, model_path))
+    normalizer = _sentencepiece_normalizer(proto.normalizer_spec)
+    if normalizer is not None:
+        tok.normalizer = normalizer
+    tok.decoder = _sentencepiece_decoder(trainer, proto.normalizer_spec)
     # SentencePiece matches user-defined symbols before segmenting; control symbols are special.
     tok.add_tokens([AddedToken(p, normalized=False, special=False)
                     for p, t in zip(pieces, types) if t == _USER_DEFINED])
@@ -151,6 +120,62 @@ def sentencepiece_to_tokenizers(model_path: str):
         if 0 <= index < len(pieces):
             special[key] = pieces[index]
     return tok, special
+
+
+def _sentencepiece_model(proto, model_path: str):
+    """The ``tokenizers`` model (``Unigram`` with the piece scores, or ``BPE`` with merges from the
+    piece ranks) of a SentencePiece model proto."""
+    from tokenizers.models import BPE, Unigram
+
+    trainer = proto.trainer_spec
+    pieces = [p.piece for p in proto.pieces]
+    types = [p.type for p in proto.pieces]
+    normal_scores = [p.score for p in proto.pieces if p.type in (_NORMAL, _USER_DEFINED)]
+    floor = min(normal_scores) if normal_scores else 0.0
+    if trainer.model_type == _UNIGRAM:
+        # Control/unknown/byte pieces never come out of SentencePiece's lattice; giving them the
+        # lowest normal score keeps them out of ours without moving the unknown-token penalty
+        # (which tokenizers derives from the minimum score).
+        vocab = [(p.piece, p.score if p.type in (_NORMAL, _USER_DEFINED) else floor)
+                 for p in proto.pieces]
+        return Unigram(vocab, unk_id=trainer.unk_id, byte_fallback=trainer.byte_fallback)
+    if trainer.model_type == _BPE:
+        usable = [t in (_NORMAL, _USER_DEFINED) for t in types]
+        return BPE({p: i for i, p in enumerate(pieces)}, _bpe_merges(pieces, usable),
+                   unk_token=pieces[trainer.unk_id] if trainer.unk_id >= 0 else None,
+                   fuse_unk=True, byte_fallback=trainer.byte_fallback)
+    raise TokenizerExportError(f"{model_path}: SentencePiece model type {trainer.model_type} "
+                               "(only unigram and bpe are supported)")
+
+
+def _sentencepiece_normalizer(norm):
+    """SentencePiece's normalization (its precompiled table, then its whitespace rules) as a
+    ``tokenizers`` normalizer; None when the model normalizes nothing."""
+    from tokenizers import Regex, normalizers
+
+    steps = []
+    if norm.precompiled_charsmap:
+        steps.append(normalizers.Precompiled(norm.precompiled_charsmap))
+    if norm.remove_extra_whitespaces:
+        steps += [normalizers.Replace(Regex("^ +| +$"), ""), normalizers.Replace(Regex(" {2,}"), " ")]
+    if norm.add_dummy_prefix:
+        steps.append(normalizers.Prepend("\u2581"))
+    if norm.escape_whitespaces:
+        steps.append(normalizers.Replace(" ", "\u2581"))
+    return normalizers.Sequence(steps) if steps else None
+
+
+def _sentencepiece_decoder(trainer, norm):
+    """The decoder that undoes the normalizer: ``▁`` back to spaces, byte pieces fused, the dummy
+    prefix stripped."""
+    from tokenizers import decoders
+
+    decode = [decoders.Replace("\u2581", " ")]
+    if trainer.byte_fallback:
+        decode += [decoders.ByteFallback(), decoders.Fuse()]
+    if norm.add_dummy_prefix:
+        decode.append(decoders.Strip(content=" ", left=1, right=0))
+    return decoders.Sequence(decode)
 
 
 def _huggingface_base(tokenizer_dir: str):

@@ -34,7 +34,7 @@ from megatron_prealign.datasets.alignment import Entry, EntryStream, collate_wor
 from megatron_prealign.distributed import device, initialize_distributed
 from megatron_prealign.text.dictionary import DictionaryError, load_dictionary, tokenize_dictionary
 from megatron_prealign.training.data import PretrainingSampler
-from megatron_prealign.training.loop import build_tokenizer_for, run_entry, setup, train
+from megatron_prealign.training.loop import build_run_tokenizer, finalize_args, run_entry, setup, train
 
 SOURCE, TARGET = "source", "target"  # the first word of an entry vs the others
 
@@ -191,26 +191,29 @@ def build_evaluator(args: Namespace, tokenizer, heldout: Optional[List[Entry]] =
 
 def run(args: Namespace) -> int:
     """Stage 1: train on ``--alignment-dictionary``; returns the process exit code."""
-    def body() -> None:
-        # The dictionary is read before the model is built or a checkpoint loaded, so that an
-        # unusable one costs seconds; process groups first, so that rank 0 alone reports it.
-        initialize_distributed(args)
-        rank0 = torch.distributed.get_rank() == 0
-        log = print if rank0 else (lambda *a, **k: None)
-        tokenizer = build_tokenizer_for(args)
-        entries = load_entries(args.alignment_dictionary, tokenizer, args.alignment_max_word_tokens,
-                               log=log)
-        train_idx, heldout_idx = training_split(len(entries), args)
-        state = setup(args, tokenizer=tokenizer)
-        log(f"stage 1: {len(train_idx)} training entries, {len(heldout_idx)} held out; levels: "
-            f"{', '.join(args.alignment_level_names)}")
-        config = AlignmentLossConfig(args.alignment_alpha, args.alignment_lm_weight,
-                                     args.alignment_temperature, args.alignment_anti_collapse_weight)
-        loader = _words_loader([entries[i] for i in train_idx], args, state.consumed_samples,
-                               args.train_iters * args.global_batch_size, args.seed)
-        evaluator = build_evaluator(args, state.tokenizer, [entries[i] for i in heldout_idx], log)
-        forward_step = partial(alignment_forward_step, config, args.alignment_level_names)
-        train(state, forward_step, iter(loader), None, [evaluator] if evaluator else None,
-              tokens_per_sample=1, throughput_unit="entries")
+    return run_entry(lambda: _align(args))
 
-    return run_entry(body)
+
+def _align(args: Namespace) -> None:
+    """Read the dictionary, build the run, train stage 1; ``args`` as ``validate_args`` left them."""
+    # The dictionary is read before the model is built or a checkpoint loaded, so that an
+    # unusable one costs seconds; process groups first, so that rank 0 alone reports it.
+    initialize_distributed(args)
+    rank0 = torch.distributed.get_rank() == 0
+    log = print if rank0 else (lambda *a, **k: None)
+    tokenizer = build_run_tokenizer(args)
+    args = finalize_args(args, tokenizer)
+    entries = load_entries(args.alignment_dictionary, tokenizer, args.alignment_max_word_tokens,
+                           log=log)
+    train_idx, heldout_idx = training_split(len(entries), args)
+    state = setup(args, tokenizer=tokenizer)
+    log(f"stage 1: {len(train_idx)} training entries, {len(heldout_idx)} held out; levels: "
+        f"{', '.join(args.alignment_level_names)}")
+    config = AlignmentLossConfig(args.alignment_alpha, args.alignment_lm_weight,
+                                 args.alignment_temperature, args.alignment_anti_collapse_weight)
+    loader = _words_loader([entries[i] for i in train_idx], args, state.consumed_samples,
+                           args.train_iters * args.global_batch_size, args.seed)
+    evaluator = build_evaluator(args, state.tokenizer, [entries[i] for i in heldout_idx], log)
+    forward_step = partial(alignment_forward_step, config, args.alignment_level_names)
+    train(state, forward_step, iter(loader), None, [evaluator] if evaluator else None,
+          tokens_per_sample=1, throughput_unit="entries")

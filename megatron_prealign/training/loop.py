@@ -1,12 +1,14 @@
 """The training loop, assembled from Megatron-Core parts.
 
-``setup`` builds, in order: process groups (``parallel_state``), the lock on ``--save`` (held by
-rank 0 until ``run_entry`` ends), the tokenizer, this rank's ``GPTModel`` chunk wrapped in
-Megatron-Core's ``DistributedDataParallel``, the Megatron optimizer (``get_megatron_optimizer``:
-distributed optimizer on GPU when asked), the ``OptimizerParamScheduler``, and restores a
-checkpoint. ``train`` then repeats ``train_step`` and delegates to ``save``, ``evaluate`` and the
-exit controller. Stage 1 (alignment) and stage 2 (pretraining) share all of it and differ only in
-their ``forward_step`` and data.
+The entry points first build the tokenizer and finish the run's flags with it
+(``build_run_tokenizer``, ``finalize_args``: the one step after ``validate_args``, returning new
+flags; nothing changes them in place). ``setup`` then builds, in order: process groups
+(``parallel_state``), the lock on ``--save`` (held by rank 0 until ``run_entry`` ends), this rank's
+``GPTModel`` chunk wrapped in Megatron-Core's ``DistributedDataParallel``, the Megatron optimizer
+(``get_megatron_optimizer``: distributed optimizer on GPU when asked), the
+``OptimizerParamScheduler``, and restores a checkpoint. ``train`` then repeats ``train_step`` and
+delegates to ``save``, ``evaluate`` and the exit controller. Stage 1 (alignment) and stage 2
+(pretraining) share all of it and differ only in their ``forward_step`` and data.
 """
 
 from __future__ import annotations
@@ -52,12 +54,26 @@ class TrainingState:
     consumed_samples: int = 0
 
 
-def build_tokenizer_for(args: Namespace):
-    """This run's tokenizer; sets ``args.padded_vocab_size`` (see ``choose_padded_vocab_size``)."""
-    tokenizer = build_tokenizer(args.tokenizer_type, args.tokenizer_model,
-                                vocab_size=args.vocab_size, english_clone=args.english_clone)
-    args.padded_vocab_size = choose_padded_vocab_size(args, tokenizer.vocab_size)
-    return tokenizer
+def build_run_tokenizer(args: Namespace):
+    """This run's tokenizer, as its flags describe it (``--english-clone`` doubles it)."""
+    return build_tokenizer(args.tokenizer_type, args.tokenizer_model,
+                           vocab_size=args.vocab_size, english_clone=args.english_clone)
+
+
+def finalize_args(args: Namespace, tokenizer) -> Namespace:
+    """The run's finished flags: ``args`` plus ``padded_vocab_size``, as a new Namespace.
+
+    ``validate_args`` derives every value the flags alone decide. The embedding's row count also
+    depends on the tokenizer's vocabulary and on the checkpoint the run starts from
+    (``choose_padded_vocab_size``), so it is filled here, once per run: after the tokenizer is built
+    and before anything reads it (the data checks, the model, the checkpoint metadata). ``args`` is
+    left as it was; nothing changes the returned flags afterwards.
+
+    Raises:
+        CheckpointError: see ``choose_padded_vocab_size``.
+    """
+    padded = choose_padded_vocab_size(args, tokenizer.vocab_size)
+    return Namespace(**{**vars(args), "padded_vocab_size": padded})
 
 
 def choose_padded_vocab_size(args: Namespace, vocab_size: int) -> int:
@@ -92,7 +108,7 @@ def choose_padded_vocab_size(args: Namespace, vocab_size: int) -> int:
             f"{path} has a padded vocabulary of {saved} rows, which --tensor-model-parallel-size {tp} "
             f"does not divide (this run alone would pad {vocab_size} ids to {own}); choose a TP that "
             f"divides {saved}")
-    if getattr(args, "padded_vocab_size", None) != saved and _rank() == 0:  # once per run
+    if _rank() == 0:  # finalize_args asks once per run
         print(f"vocabulary: {vocab_size} ids in {saved} rows as in {path} (at TP={tp} a fresh run "
               f"would pad to {own}; padding rows hold no token)", flush=True)
     return saved
@@ -139,14 +155,24 @@ def build_optimizer(args: Namespace, model: List[torch.nn.Module]):
 
 
 def setup(args: Namespace, model_builder: Optional[Callable] = None, tokenizer=None) -> TrainingState:
-    """Build process groups, tokenizer (unless the caller built it with ``build_tokenizer_for``),
-    model, optimizer and scheduler; load ``--load``."""
+    """Build process groups, model, optimizer and scheduler; load ``--load``.
+
+    The entry points build the tokenizer and the finished flags (``build_run_tokenizer``,
+    ``finalize_args``) before their data checks and pass both. Without ``tokenizer`` (tests,
+    benchmarks) setup builds them itself from the validated ``args``. ``state.args`` holds the
+    finished flags either way: read them there, not from the ``args`` passed in.
+    """
     initialize_distributed(args)
     lock_save_dir(args)
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
     from megatron.core.distributed.finalize_model_grads import finalize_model_grads
 
-    tokenizer = tokenizer or build_tokenizer_for(args)
+    if tokenizer is None:
+        tokenizer = build_run_tokenizer(args)
+        args = finalize_args(args, tokenizer)
+    elif not hasattr(args, "padded_vocab_size"):
+        raise TypeError("setup(args, tokenizer=...) needs the finished flags: pass "
+                        "finalize_args(args, tokenizer)")
     config = transformer_config_from_args(args)
     config.calculate_per_token_loss = args.calculate_per_token_loss
     chunk = (model_builder or build_model)(args, config)
@@ -289,16 +315,9 @@ def train(
     exits = ExitController(args, start_time=time.time())
     tokens_per_sample = tokens_per_sample or args.seq_length
     last_saved = state.iteration if state.iteration > 0 else None
+
     def run_evaluation() -> None:
-        losses = {}
-        extra = {}
-        with gathered_parameters(state):
-            for name, factory in (valid_iterator_factories or {}).items():
-                for loss_name, value in evaluate(forward_step, factory, state.model, args).items():
-                    losses[f"{loss_name} {name}".strip()] = value
-            for callback in eval_callbacks or []:
-                extra.update(callback(state.model, state.iteration))
-        logger.log_eval(state.iteration, losses, extra)
+        _evaluate_and_log(state, forward_step, valid_iterator_factories or {}, eval_callbacks or [], logger)
 
     try:
         if args.eval_interval and state.iteration == 0:
@@ -321,16 +340,28 @@ def train(
             reason = exits.reason(state.iteration)
             if reason:
                 logger.print(f"exiting at iteration {state.iteration}: {reason}")
-                if args.save and last_saved != state.iteration:
-                    save(state)
-                    last_saved = state.iteration
-                return state
-        if args.save and last_saved != state.iteration:
+                break
+        if args.save and last_saved != state.iteration:  # the last step, or the one an exit stopped at
             save(state)
     finally:
         exits.close()
         logger.close()
     return state
+
+
+def _evaluate_and_log(state: TrainingState, forward_step: Callable,
+                      valid_iterator_factories: Dict[str, Callable[[], Iterator]],
+                      eval_callbacks: List[EvalCallback], logger: TrainingLogger) -> None:
+    """One evaluation at ``state.iteration``: the loss on every validation set, then the callbacks'
+    scalars (e.g. alignment metrics), logged together."""
+    losses, extra = {}, {}
+    with gathered_parameters(state):
+        for name, factory in valid_iterator_factories.items():
+            for loss_name, value in evaluate(forward_step, factory, state.model, state.args).items():
+                losses[f"{loss_name} {name}".strip()] = value
+        for callback in eval_callbacks:
+            extra.update(callback(state.model, state.iteration))
+    logger.log_eval(state.iteration, losses, extra)
 
 
 def run_entry(body: Callable[[], None]) -> int:

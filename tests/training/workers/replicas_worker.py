@@ -20,8 +20,8 @@ def main() -> None:
     from megatron_prealign.training.data import build_datasets, make_loader
     from megatron_prealign.training.step import lm_forward_step, train_step
 
-    args = parse_args(sys.argv[1:])
-    state = loop.setup(args)
+    state = loop.setup(parse_args(sys.argv[1:]))
+    args = state.args  # the finished flags (padded_vocab_size filled in)
     train_ds, _ = build_datasets(args, state.tokenizer)
     iterator = iter(make_loader(train_ds, 0, args))
     for i in range(args.train_iters):
