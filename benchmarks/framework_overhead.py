@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 import warnings
+from argparse import Namespace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 warnings.simplefilter("ignore")
@@ -47,6 +48,7 @@ def main() -> None:
     from megatron_prealign.training.step import lm_forward_step, run_schedule
 
     state = loop.setup(args)
+    args = state.args  # the finished flags (padded vocabulary) the loop reads
     train_ds, _ = build_datasets(args, state.tokenizer)
     iterator = iter(make_loader(train_ds, 0, args))
 
@@ -61,7 +63,7 @@ def main() -> None:
             state.iteration += 1
 
     def ours_block(steps: int) -> None:
-        args.train_iters = state.iteration + steps
+        state.args = Namespace(**{**vars(state.args), "train_iters": state.iteration + steps})
         loop.train(state, lm_forward_step, iterator)
 
     bare_block(1)  # warm-up both paths

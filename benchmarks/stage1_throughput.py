@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import warnings
+from argparse import Namespace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 warnings.simplefilter("ignore")
@@ -83,6 +84,7 @@ def main() -> None:
                                      "--tokenizer-model", spm_model, "--english-clone",
                                      "--micro-batch-size", str(opts.entries)], world_size=1)
     state = loop.setup(align_args)
+    align_args = state.args  # the finished flags
     entries = load_entries(dictionary, state.tokenizer, 30, log=lambda *a: None)
     align_iter = iter(_words_loader(entries, align_args, 0, 1000 * opts.entries, seed=1))
     config = AlignmentLossConfig()
@@ -91,7 +93,7 @@ def main() -> None:
     # Stage 2 with the same model and vocabulary (mock tokens of the doubled vocabulary).
     lm_args = parse_args(shape + ["--mock-data", "--vocab-size", str(state.tokenizer.vocab_size),
                                   "--micro-batch-size", str(opts.stage2_batch)], world_size=1)
-    lm_args.padded_vocab_size = align_args.padded_vocab_size
+    lm_args = Namespace(**{**vars(lm_args), "padded_vocab_size": state.args.padded_vocab_size})
     train_ds, _ = build_datasets(lm_args, state.tokenizer)
     lm_iter = iter(make_loader(train_ds, 0, lm_args))
 
