@@ -125,6 +125,7 @@ def test_gradient_clipping_works_in_training(tmp_path):
                                "--adam-eps", "1.0", "--weight-decay", "0"],
                               world_size=1)
             state = loop.setup(args)
+            args = state.args  # the finished flags
             train_ds, _ = build_datasets(args, state.tokenizer)
             it = iter(make_loader(train_ds, 0, args))
             before = [p.detach().clone() for p in state.model[0].parameters()]

@@ -32,6 +32,20 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.path.pardir)))
 
+from megatron_prealign.errors import PreAlignError
+from megatron_prealign.files import check_output_parent
+from megatron_prealign.preprocess.english_clone import check_outputs_apart, save_dictionary_report
+from megatron_prealign.preprocess.lexicon import (
+    CleaningPolicy,
+    RawPair,
+    clean_pairs,
+    pairs_to_entries,
+    read_dictd,
+    save_multiway,
+    save_pairs,
+)
+from megatron_prealign.text.dictionary import load_pairs
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -58,9 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pairs_from_file(path):
-    from megatron_prealign.preprocess.lexicon import RawPair
-    from megatron_prealign.text.dictionary import load_pairs
-
+    """The (source, target) pairs of a pair file, each with its file:line."""
     d = load_pairs(path)
     for c, words in enumerate(d.entries):
         for tgt in words[1:]:
@@ -69,9 +81,6 @@ def _pairs_from_file(path):
 
 def check_files(args) -> None:
     """Before any work: the output can be created and is none of the lexicon's files."""
-    from megatron_prealign.files import check_output_parent
-    from megatron_prealign.preprocess.english_clone import check_outputs_apart
-
     check_output_parent(args.output, "--output")
     if args.dictd:
         inputs = [("--dictd", args.dictd + ext) for ext in (".index", ".dict.dz", ".dict")
@@ -94,17 +103,6 @@ def warn_if_empty(report: dict, source: str, output: str) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from megatron_prealign.errors import PreAlignError
-    from megatron_prealign.preprocess.english_clone import save_dictionary_report
-    from megatron_prealign.preprocess.lexicon import (
-        CleaningPolicy,
-        clean_pairs,
-        pairs_to_entries,
-        read_dictd,
-        save_multiway,
-        save_pairs,
-    )
-
     policy = CleaningPolicy(case=args.case, single_words=not args.keep_multiword,
                             drop_identical=not args.keep_identical,
                             max_translations=args.max_translations)

@@ -40,7 +40,11 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.path.pardir)))
 
-from megatron_prealign.text.tokenizers import SUPPORTED_TYPES
+from megatron_prealign.errors import PreAlignError
+from megatron_prealign.files import check_output_parent, output_lock
+from megatron_prealign.preprocess import english_clone
+from megatron_prealign.preprocess.lexicon import save_multiway, save_pairs
+from megatron_prealign.text.tokenizers import SUPPORTED_TYPES, build_tokenizer
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,43 +75,34 @@ def build_parser() -> argparse.ArgumentParser:
 def check_files(args) -> None:
     """Before any work: the inputs exist, the outputs can be created, and no output is an input
     (or another output), whatever the spelling, symlink or hard link that leads there."""
-    from megatron_prealign.files import check_output_parent
-    from megatron_prealign.preprocess import english_clone as ec
-
     inputs, outputs = [], []
     if args.input_prefix:
-        ec.check_shard_exists(args.input_prefix)
-        inputs += ec.shard_files("--input-prefix", args.input_prefix)
+        english_clone.check_shard_exists(args.input_prefix)
+        inputs += english_clone.shard_files("--input-prefix", args.input_prefix)
     if args.word_list:
         if not os.path.isfile(args.word_list):
-            raise ec.PathError(f"--word-list {args.word_list}: no such file")
+            raise english_clone.PathError(f"--word-list {args.word_list}: no such file")
         inputs.append(("--word-list", args.word_list))
     if args.tokenizer_model and os.path.isfile(args.tokenizer_model):
         inputs.append(("--tokenizer-model", args.tokenizer_model))
     if args.output_prefix:
         check_output_parent(args.output_prefix, "--output-prefix")
-        outputs += ec.shard_files("--output-prefix", args.output_prefix)
+        outputs += english_clone.shard_files("--output-prefix", args.output_prefix)
     if args.dictionary_out:
         check_output_parent(args.dictionary_out, "--dictionary-out")
         outputs += [("--dictionary-out", args.dictionary_out),
                     ("the report of --dictionary-out", args.dictionary_out + ".report.json")]
-    ec.check_outputs_apart(inputs, outputs)
+    english_clone.check_outputs_apart(inputs, outputs)
 
 
 def write_clone_shard(args, vocab_size: int) -> None:
-    from megatron_prealign.files import output_lock
-    from megatron_prealign.preprocess import english_clone as ec
-
     with output_lock(args.output_prefix + ".lock", f"the clone shard {args.output_prefix}"):
-        info = ec.write_clone_shard(args.input_prefix, args.output_prefix, vocab_size)
+        info = english_clone.write_clone_shard(args.input_prefix, args.output_prefix, vocab_size)
     print(f"wrote {args.output_prefix}.bin/.idx: {info['documents']} documents, "
           f"{info['tokens']} tokens ({info['dtype']}), ids + {vocab_size}")
 
 
 def write_dictionary(args, tokenizer) -> None:
-    from megatron_prealign.preprocess import english_clone as ec
-    from megatron_prealign.preprocess.lexicon import save_multiway, save_pairs
-
     if args.word_list:
         with open(args.word_list, encoding="utf-8") as f:
             words = [ln.strip() for ln in f if ln.strip()]
@@ -115,13 +110,13 @@ def write_dictionary(args, tokenizer) -> None:
         if args.max_words is not None:
             words = words[: args.max_words]
     else:
-        words, source = ec.words_from_shard(args.input_prefix, tokenizer, min_count=args.min_count,
+        words, source = english_clone.words_from_shard(args.input_prefix, tokenizer, min_count=args.min_count,
                                             max_words=args.max_words)
-    entries, report = ec.build_clone_dictionary(words, tokenizer)
+    entries, report = english_clone.build_clone_dictionary(words, tokenizer)
     save = save_multiway if args.dictionary_out.endswith((".jsonl", ".json")) else save_pairs
     save(entries, args.dictionary_out)
     report = {"source": source, **report, "tokenizer": dict(tokenizer.fingerprint())}
-    ec.save_dictionary_report(args.dictionary_out + ".report.json", report)
+    english_clone.save_dictionary_report(args.dictionary_out + ".report.json", report)
     print(f"wrote {args.dictionary_out}: {len(entries)} entries (English word <-> <clone>word) "
           f"from {source.get('word_types', len(words))} word types")
     dropped = {k: val for k, val in {**source, **report}.items()
@@ -132,9 +127,6 @@ def write_dictionary(args, tokenizer) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from megatron_prealign.errors import PreAlignError
-    from megatron_prealign.text.tokenizers import build_tokenizer
-
     usage = None
     if args.output_prefix and not args.input_prefix:
         usage = "--output-prefix needs --input-prefix (the English shard to clone)"

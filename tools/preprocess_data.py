@@ -55,34 +55,57 @@ problem like malformed JSON: the line is skipped and reported, never wrapped int
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), os.path.pardir)))
 
+from megatron_prealign.errors import PreAlignError
+from megatron_prealign.files import describe_os_error
+from megatron_prealign.preprocess.pipeline import PreprocessConfig, run_preprocess
 from megatron_prealign.text.tokenizers import SUPPORTED_TYPES
 
 
+def config_defaults() -> dict:
+    """``PreprocessConfig``'s defaults, one per field: every flag takes its field's default, so
+    that the command line and the config cannot disagree."""
+    return {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(PreprocessConfig)}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: Megatron-LM's flags plus a PreAlign group."""
+    """The command line: Megatron-LM's flags plus a PreAlign group.
+
+    Every flag's ``dest`` is a ``PreprocessConfig`` field (``PreprocessConfig.from_args``).
+    """
     parser = argparse.ArgumentParser(
         prog="preprocess_data.py",
         description="Tokenize JSONL/plain text into Megatron .bin/.idx shards, with optional "
         "PreAlign code-switching and English-Clone.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    defaults = config_defaults()
+    _add_megatron_flags(parser, defaults)
+    _add_input_flags(parser, defaults)
+    _add_codeswitch_flags(parser, defaults)
+    return parser
+
+
+def _add_megatron_flags(parser: argparse.ArgumentParser, defaults: dict) -> None:
+    """Megatron-LM's flags, in its groups and with its help texts where they fit."""
     g = parser.add_argument_group("tokenizer (Megatron-LM flags)")
     g.add_argument("--tokenizer-type", required=True, choices=SUPPORTED_TYPES,
                    help="What type of tokenizer to use.")
-    g.add_argument("--tokenizer-model", default=None,
+    g.add_argument("--tokenizer-model", default=defaults["tokenizer_model"],
                    help="SentencePiece .model file or local Hugging Face tokenizer directory.")
-    g.add_argument("--vocab-size", type=int, default=None,
+    g.add_argument("--vocab-size", type=int, default=defaults["vocab_size"],
                    help="NullTokenizer: ids 0..V-1 plus EOD V. Others: checked against the model.")
 
     g = parser.add_argument_group("input data (Megatron-LM flags)")
     g.add_argument("--input", required=True, nargs="+",
                    help="Input files or globs: JSONL (.jsonl/.json/.ndjson) or plain text; .gz ok.")
-    g.add_argument("--json-keys", nargs="+", default=["text"],
+    g.add_argument("--json-keys", nargs="+", default=defaults["json_keys"],
                    help="Space-separated keys to extract from each JSON object.")
     g.add_argument("--split-sentences", action="store_true",
                    help="Split documents into sentences (one sequence per sentence).")
@@ -92,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("tokenization process (Megatron-LM flags)")
     g.add_argument("--append-eod", action="store_true",
                    help="Append an <eod> token to the end of a document.")
-    g.add_argument("--lang", default="english",
+    g.add_argument("--lang", default=defaults["lang"],
                    help="Language of the Punkt sentence splitter.")
 
     g = parser.add_argument_group("output data (Megatron-LM flags)")
@@ -100,76 +123,59 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Path prefix of the outputs: {prefix}_{key}_{document|sentence}.bin/.idx.")
 
     g = parser.add_argument_group("runtime (Megatron-LM flags)")
-    g.add_argument("--workers", type=int, default=1,
+    g.add_argument("--workers", type=int, default=defaults["workers"],
                    help="Worker processes; throughput scales with them (use about the core count).")
-    g.add_argument("--partitions", type=int, default=1,
+    g.add_argument("--partitions", type=int, default=defaults["partitions"],
                    help="Independent pipelines over contiguous parts of the input, merged in order.")
-    g.add_argument("--log-interval", type=int, default=1000,
+    g.add_argument("--log-interval", type=int, default=defaults["log_interval"],
                    help="Documents between progress lines when stderr is not a terminal.")
     g.add_argument("--keep-sequential-samples", action="store_true",
                    help="Accepted for compatibility: the output always keeps input order.")
 
+
+def _add_input_flags(parser: argparse.ArgumentParser, defaults: dict) -> None:
     g = parser.add_argument_group("PreAlign: input and errors")
-    g.add_argument("--input-format", choices=("auto", "jsonl", "text"), default="auto",
+    g.add_argument("--input-format", choices=("auto", "jsonl", "text"), default=defaults["input_format"],
                    help="auto: by file name (.jsonl/.json/.ndjson are JSONL, the rest plain text).")
-    g.add_argument("--text-unit", choices=("line", "paragraph", "file"), default="line",
+    g.add_argument("--text-unit", choices=("line", "paragraph", "file"), default=defaults["text_unit"],
                    help="What one plain-text document is.")
-    g.add_argument("--punkt-model", default=None,
+    g.add_argument("--punkt-model", default=defaults["punkt_model"],
                    help="Punkt parameters (punkt_tab directory) for --split-sentences; default: "
                    "installed nltk data, else Punkt trained on the input (and saved).")
-    g.add_argument("--punkt-train-bytes", type=int, default=2_000_000,
+    g.add_argument("--punkt-train-bytes", type=int, default=defaults["punkt_train_bytes"],
                    help="Bytes of input text to train Punkt on when none is installed.")
-    g.add_argument("--max-errors", type=int, default=None,
+    g.add_argument("--max-errors", type=int, default=defaults["max_errors"],
                    help="Fail (exit 1, publish nothing) after more input problems than this; "
                    "default: no limit, problems are only reported.")
-    g.add_argument("--max-line-bytes", type=int, default=128 << 20,
+    g.add_argument("--max-line-bytes", type=int, default=defaults["max_line_bytes"],
                    help="Skip (and report) lines longer than this.")
-    g.add_argument("--chunk-bytes", type=int, default=1 << 20,
+    g.add_argument("--chunk-bytes", type=int, default=defaults["chunk_bytes"],
                    help="Input bytes per work item (no effect on the output).")
-    g.add_argument("--progress", choices=("auto", "bar", "log", "none"), default="auto",
+    g.add_argument("--progress", choices=("auto", "bar", "log", "none"), default=defaults["progress"],
                    help="auto: a bar on a terminal, log lines otherwise.")
 
+
+def _add_codeswitch_flags(parser: argparse.ArgumentParser, defaults: dict) -> None:
     g = parser.add_argument_group("PreAlign: code-switching and English-Clone")
-    g.add_argument("--dictionary", default=None,
+    g.add_argument("--dictionary", default=defaults["dictionary"],
                    help="Pair file (src<TAB>tgt) or multi-way JSONL ({\"words\": \"a $ b\"}).")
-    g.add_argument("--dictionary-format", choices=("auto", "pairs", "multiway"), default="auto")
-    g.add_argument("--dictionary-cache-dir", default=None,
+    g.add_argument("--dictionary-format", choices=("auto", "pairs", "multiway"),
+                   default=defaults["dictionary_format"])
+    g.add_argument("--dictionary-cache-dir", default=defaults["dictionary_cache_dir"],
                    help="Cache of compiled dictionaries, keyed by the dictionary's bytes and the "
                    "tokenizer (default: $PREALIGN_CACHE_DIR/codeswitch or "
                    "~/.cache/megatron-prealign/codeswitch).")
     g.add_argument("--no-dictionary-cache", action="store_true",
                    help="Compile the dictionary every time; neither read nor write the cache.")
-    g.add_argument("--codeswitch-ratio", type=float, default=0.0,
+    g.add_argument("--codeswitch-ratio", type=float, default=defaults["codeswitch_ratio"],
                    help="Probability of switching a dictionary word (paper: 0.05); 0: off.")
-    g.add_argument("--codeswitch-seed", type=int, default=1234,
+    g.add_argument("--codeswitch-seed", type=int, default=defaults["codeswitch_seed"],
                    help="Seed of the switch decisions and translation choices.")
     g.add_argument("--english-clone", action="store_true",
                    help="Use the doubled English/English-Clone vocabulary (2|V| ids).")
     g.add_argument("--write-clone", action="store_true",
                    help="Write documents as English-Clone text (every id + |V|); implies "
                    "--english-clone.")
-    return parser
-
-
-def config_from_args(args: argparse.Namespace):
-    """Map parsed flags onto ``PreprocessConfig``."""
-    from megatron_prealign.preprocess.pipeline import PreprocessConfig
-
-    return PreprocessConfig(
-        input=args.input, output_prefix=args.output_prefix, tokenizer_type=args.tokenizer_type,
-        tokenizer_model=args.tokenizer_model, vocab_size=args.vocab_size, json_keys=args.json_keys,
-        split_sentences=args.split_sentences, keep_newlines=args.keep_newlines, lang=args.lang,
-        punkt_model=args.punkt_model, punkt_train_bytes=args.punkt_train_bytes,
-        append_eod=args.append_eod, workers=args.workers, partitions=args.partitions,
-        log_interval=args.log_interval, input_format=args.input_format, text_unit=args.text_unit,
-        dictionary=args.dictionary, dictionary_format=args.dictionary_format,
-        dictionary_cache_dir=args.dictionary_cache_dir,
-        no_dictionary_cache=args.no_dictionary_cache,
-        codeswitch_ratio=args.codeswitch_ratio, codeswitch_seed=args.codeswitch_seed,
-        english_clone=args.english_clone, write_clone=args.write_clone, max_errors=args.max_errors,
-        max_line_bytes=args.max_line_bytes, chunk_bytes=args.chunk_bytes, progress=args.progress,
-        keep_sequential_samples=args.keep_sequential_samples,
-    )
 
 
 def _pct(x) -> str:
@@ -207,12 +213,8 @@ def main(argv=None) -> int:
     """Run the preprocessor; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    from megatron_prealign.errors import PreAlignError
-    from megatron_prealign.files import describe_os_error
-    from megatron_prealign.preprocess.pipeline import run_preprocess
-
     try:
-        config = config_from_args(args)
+        config = PreprocessConfig.from_args(args)
         report = run_preprocess(config, argv=argv)
     except PreAlignError as err:
         print(f"error: {err}", file=sys.stderr)

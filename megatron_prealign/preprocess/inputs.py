@@ -329,77 +329,107 @@ def read_chunks(
         text_unit: for plain-text files: ``line``, ``paragraph`` or ``file``.
     """
     for seg in segments:
-        f = seg.file
-        unit = text_unit if f.format == "text" else "line"
-        line = 1 + lines_before(f, seg.start)
-        with _open_binary(f) as fh:
+        unit = text_unit if seg.file.format == "text" else "line"
+        line = 1 + lines_before(seg.file, seg.start)
+        with _open_binary(seg.file) as fh:
             if seg.start:
                 fh.seek(seg.start)
-            remaining = None if seg.end is None else seg.end - seg.start
-
-            def read(n: int) -> bytes:
-                nonlocal remaining
-                if remaining is not None:
-                    n = min(n, remaining)
-                block = _read_or_fail(fh, n, f, line) if n > 0 else b""  # noqa: B023 (used at once)
-                if remaining is not None:
-                    remaining -= len(block)
-                return block
-
+            reader = _SegmentReader(fh, seg, line)
             if unit == "file":
-                data = read(max_line_bytes + 1)
-                if len(data) > max_line_bytes:
-                    yield Problem("line_too_long", f.path, line,
-                                  f"the file is longer than --max-line-bytes {max_line_bytes}; skipped")
-                elif data:
-                    yield Chunk(f.index, seg.start, line, data, max(count_lines(data, True), 1))
-                continue
+                yield from _whole_file(reader, max_line_bytes)
+            else:
+                yield from _line_chunks(reader, unit, chunk_bytes, max_line_bytes)
 
-            cutter = _paragraph_cut if unit == "paragraph" else _line_cut
-            pos = seg.start
-            buf = b""
-            eof = False
-            while not eof or buf:
-                if not eof:
-                    block = read(chunk_bytes)
-                    eof = not block
-                    buf += block
-                cut = len(buf) if eof else cutter(buf)
-                if cut:
-                    data, buf = buf[:cut], buf[cut:]
-                    n = count_lines(data, eof and not buf)
-                    yield Chunk(f.index, pos, line, data, n)
-                    pos += len(data)
-                    line += n
-                    continue
-                if len(buf) <= max_line_bytes:
-                    continue
-                # buf holds the start of one gigantic line (everything before it was emitted):
-                # skip to its end while keeping only a short tail in memory.
-                start_line, skipped, counter = line, 0, _LineCounter()
-                while True:
-                    end = _first_boundary(buf, unit, eof)
-                    if end or eof:
-                        end = end or len(buf)
-                        counter.feed(buf[:end])
-                        skipped += end
-                        buf = buf[end:]
-                        break
-                    keep = 3
-                    counter.feed(buf[:-keep])
-                    skipped += len(buf) - keep
-                    buf = buf[-keep:]
-                    block = read(chunk_bytes)
-                    eof = not block
-                    buf += block
-                what = "paragraph" if unit == "paragraph" else "line"
-                yield Problem(
-                    "line_too_long", f.path, start_line,
-                    f"{what} of {skipped} bytes (line end included) is longer than "
-                    f"--max-line-bytes {max_line_bytes}; skipped",
-                )
-                line += max(counter.lines, 1)
-                pos += skipped
+
+class _SegmentReader:
+    """Reads one segment's bytes, never past its end, and keeps the position and line reached
+    (``line`` names where a damaged file failed)."""
+
+    def __init__(self, fh, seg: Segment, line: int) -> None:
+        self.fh = fh
+        self.file = seg.file
+        self.pos = seg.start
+        """Byte offset of the next chunk in the decompressed file."""
+        self.line = line
+        """1-based number of the next chunk's first line."""
+        self.remaining = None if seg.end is None else seg.end - seg.start
+
+    def read(self, n: int) -> bytes:
+        if self.remaining is not None:
+            n = min(n, self.remaining)
+        block = _read_or_fail(self.fh, n, self.file, self.line) if n > 0 else b""
+        if self.remaining is not None:
+            self.remaining -= len(block)
+        return block
+
+
+def _whole_file(reader: _SegmentReader, max_line_bytes: int) -> Iterator[Union[Chunk, Problem]]:
+    """``--text-unit file``: the whole file as one chunk, or a problem when it is too long."""
+    f = reader.file
+    data = reader.read(max_line_bytes + 1)
+    if len(data) > max_line_bytes:
+        yield Problem("line_too_long", f.path, reader.line,
+                      f"the file is longer than --max-line-bytes {max_line_bytes}; skipped")
+    elif data:
+        yield Chunk(f.index, reader.pos, reader.line, data, max(count_lines(data, True), 1))
+
+
+def _line_chunks(reader: _SegmentReader, unit: str, chunk_bytes: int,
+                 max_line_bytes: int) -> Iterator[Union[Chunk, Problem]]:
+    """Chunks of whole lines (paragraphs for ``unit='paragraph'``) of about ``chunk_bytes``, and a
+    problem for each line longer than ``max_line_bytes`` (skipped without being held whole)."""
+    cutter = _paragraph_cut if unit == "paragraph" else _line_cut
+    buf = b""
+    eof = False
+    while not eof or buf:
+        if not eof:
+            block = reader.read(chunk_bytes)
+            eof = not block
+            buf += block
+        cut = len(buf) if eof else cutter(buf)
+        if cut:
+            data, buf = buf[:cut], buf[cut:]
+            n = count_lines(data, eof and not buf)
+            yield Chunk(reader.file.index, reader.pos, reader.line, data, n)
+            reader.pos += len(data)
+            reader.line += n
+            continue
+        if len(buf) <= max_line_bytes:
+            continue
+        # buf holds the start of one gigantic line (everything before it was emitted).
+        start_line = reader.line
+        skipped, lines, buf, eof = _skip_long_line(reader, buf, unit, eof, chunk_bytes)
+        what = "paragraph" if unit == "paragraph" else "line"
+        yield Problem(
+            "line_too_long", reader.file.path, start_line,
+            f"{what} of {skipped} bytes (line end included) is longer than "
+            f"--max-line-bytes {max_line_bytes}; skipped",
+        )
+        reader.line += max(lines, 1)
+        reader.pos += skipped
+
+
+def _skip_long_line(reader: _SegmentReader, buf: bytes, unit: str, eof: bool,
+                    chunk_bytes: int) -> Tuple[int, int, bytes, bool]:
+    """Read past the line (or paragraph) that ``buf`` starts, keeping only a short tail in memory.
+
+    Returns:
+        (bytes skipped, line ends in them, what follows the line in ``buf``, end of file reached).
+    """
+    skipped, counter = 0, _LineCounter()
+    while True:
+        end = _first_boundary(buf, unit, eof)
+        if end or eof:
+            end = end or len(buf)
+            counter.feed(buf[:end])
+            return skipped + end, counter.lines, buf[end:], eof
+        keep = 3  # a boundary ("\r\n\r\n" less one byte) may straddle two reads
+        counter.feed(buf[:-keep])
+        skipped += len(buf) - keep
+        buf = buf[-keep:]
+        block = reader.read(chunk_bytes)
+        eof = not block
+        buf += block
 
 
 @dataclass
@@ -462,26 +492,38 @@ def parse_chunk(
         (documents, problems, blank_text_lines): blank lines of plain-text files are not documents
         and not problems, only counted.
     """
-    docs: List[Document] = []
     problems: List[Problem] = []
-    blank = 0
-    path = file.path
-    raws = chunk.data.splitlines(keepends=True)
-    offset = chunk.offset
     if file.format == "text" and text_unit == "file":
-        body = chunk.data[len(BOM):] if chunk.offset == 0 and chunk.data.startswith(BOM) else chunk.data
-        text = _decode(body, path, chunk.first_line, problems)
-        if text is not None:
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-            docs.append(Document(chunk.offset, chunk.first_line, [[text]]))
+        return _parse_whole_file(chunk, file.path, problems), problems, 0
+    lines = _chunk_lines(chunk, file.path, max_line_bytes, problems)
+    if file.format == "text":
+        docs, blank = _parse_text_lines(lines, file.path, text_unit, problems)
         return docs, problems, blank
-    paragraph: List[str] = []
-    para_start = (0, 0)
-    for k, raw in enumerate(raws):
+    docs = []
+    for offset, line, body in lines:
+        values = None if body is None else _parse_json_line(body, file.path, line, json_keys, problems)
+        if values is not None:
+            docs.append(Document(offset, line, values))
+    return docs, problems, 0
+
+
+def _parse_whole_file(chunk: Chunk, path: str, problems: List[Problem]) -> List[Document]:
+    """``--text-unit file``: the chunk (the whole file) is one document, newlines made ``\\n``."""
+    body = chunk.data[len(BOM):] if chunk.offset == 0 and chunk.data.startswith(BOM) else chunk.data
+    text = _decode(body, path, chunk.first_line, problems)
+    if text is None:
+        return []
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return [Document(chunk.offset, chunk.first_line, [[text]])]
+
+
+def _chunk_lines(chunk: Chunk, path: str, max_line_bytes: Optional[int],
+                 problems: List[Problem]) -> Iterator[Tuple[int, int, Optional[bytes]]]:
+    """(byte offset, line number, body) of every line of ``chunk``; the body is without its line
+    end (and without a file's BOM), None for a line longer than ``max_line_bytes`` (a problem)."""
+    offset = chunk.offset
+    for k, raw in enumerate(chunk.data.splitlines(keepends=True)):
         line = chunk.first_line + k
-        body = _strip_terminator(raw)
-        if offset == 0 and body.startswith(BOM):
-            body = body[len(BOM):]
         here = offset
         offset += len(raw)
         if max_line_bytes is not None and len(raw) > max_line_bytes:
@@ -490,71 +532,109 @@ def parse_chunk(
                 f"line of {len(raw)} bytes (line end included) is longer than --max-line-bytes "
                 f"{max_line_bytes}; skipped",
             ))
-            if paragraph:
-                docs.append(Document(para_start[0], para_start[1], [["\n".join(paragraph)]]))
-                paragraph = []
+            yield here, line, None
             continue
-        if file.format == "text":
-            if _BLANK.match(body):
-                blank += 1
-                if paragraph:
-                    docs.append(Document(para_start[0], para_start[1], [["\n".join(paragraph)]]))
-                    paragraph = []
-                continue
-            text = _decode(body, path, line, problems)
-            if text is None:
-                continue
-            if text_unit == "paragraph":
-                if not paragraph:
-                    para_start = (here, line)
-                paragraph.append(text)
-            else:
-                docs.append(Document(here, line, [[text]]))
+        body = _strip_terminator(raw)
+        if here == 0 and body.startswith(BOM):
+            body = body[len(BOM):]
+        yield here, line, body
+
+
+class _Paragraph:
+    """The lines of the plain-text paragraph being read (``--text-unit paragraph``)."""
+
+    def __init__(self, docs: List[Document]) -> None:
+        self.docs = docs
+        self.lines: List[str] = []
+        self.start = (0, 0)
+
+    def add(self, offset: int, line: int, text: str) -> None:
+        if not self.lines:
+            self.start = (offset, line)
+        self.lines.append(text)
+
+    def end(self) -> None:
+        """A blank or skipped line (or the chunk's end) ends the paragraph: it becomes a document."""
+        if self.lines:
+            self.docs.append(Document(self.start[0], self.start[1], [["\n".join(self.lines)]]))
+            self.lines = []
+
+
+def _parse_text_lines(lines: Iterator[Tuple[int, int, Optional[bytes]]], path: str, text_unit: str,
+                      problems: List[Problem]) -> Tuple[List[Document], int]:
+    """Plain-text documents (``line`` or ``paragraph``) and the number of blank lines."""
+    docs: List[Document] = []
+    paragraph = _Paragraph(docs)
+    blank = 0
+    for offset, line, body in lines:
+        if body is None:  # too long: skipped, and it ends a paragraph
+            paragraph.end()
             continue
-        # JSONL
         if _BLANK.match(body):
-            problems.append(Problem("blank_line", path, line, "empty line in a JSONL file"))
+            blank += 1
+            paragraph.end()
             continue
         text = _decode(body, path, line, problems)
         if text is None:
             continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as err:
-            problems.append(Problem("malformed_json", path, line, f"{err.msg}: column {err.colno}"))
-            continue
-        if not isinstance(obj, dict):
-            problems.append(Problem(
-                "not_an_object", path, line, f"expected a JSON object, got {type(obj).__name__}"
-            ))
-            continue
-        values: List[List[str]] = []
-        for key in json_keys:
-            if key not in obj:
-                shown = ", ".join(repr(k) for k in list(obj)[:5])
-                problems.append(Problem("missing_key", path, line, f"no key {key!r} (has {shown})"))
-                break
-            value = obj[key]
-            if isinstance(value, str):
-                values.append([value])
-            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-                values.append(value)
-            else:
-                kind = "null" if value is None else type(value).__name__
-                problems.append(Problem(
-                    "bad_value", path, line,
-                    f"{key!r} is {kind}; expected a string or a list of strings",
-                ))
-                break
+        if text_unit == "paragraph":
+            paragraph.add(offset, line, text)
         else:
-            if _SURROGATE_ESCAPE.search(body) and any(
-                _has_lone_surrogate(t) for texts in values for t in texts
-            ):
-                problems.append(Problem(
-                    "invalid_unicode", path, line, "text contains a lone UTF-16 surrogate (\\ud8xx-\\udfxx)"
-                ))
-                continue
-            docs.append(Document(here, line, values))
-    if paragraph:
-        docs.append(Document(para_start[0], para_start[1], [["\n".join(paragraph)]]))
-    return docs, problems, blank
+            docs.append(Document(offset, line, [[text]]))
+    paragraph.end()
+    return docs, blank
+
+
+def _parse_json_line(body: bytes, path: str, line: int, json_keys: Sequence[str],
+                     problems: List[Problem]) -> Optional[List[List[str]]]:
+    """The texts of one JSONL line per key, or None (and a problem) when it cannot be used."""
+    if _BLANK.match(body):
+        problems.append(Problem("blank_line", path, line, "empty line in a JSONL file"))
+        return None
+    text = _decode(body, path, line, problems)
+    if text is None:
+        return None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        problems.append(Problem("malformed_json", path, line, f"{err.msg}: column {err.colno}"))
+        return None
+    if not isinstance(obj, dict):
+        problems.append(Problem(
+            "not_an_object", path, line, f"expected a JSON object, got {type(obj).__name__}"
+        ))
+        return None
+    values = _json_values(obj, json_keys, path, line, problems)
+    if values is None:
+        return None
+    # Only a line with a "\ud8.." escape can decode to a lone surrogate: the cheap test first.
+    if _SURROGATE_ESCAPE.search(body) and any(_has_lone_surrogate(t) for texts in values for t in texts):
+        problems.append(Problem(
+            "invalid_unicode", path, line, "text contains a lone UTF-16 surrogate (\\ud8xx-\\udfxx)"
+        ))
+        return None
+    return values
+
+
+def _json_values(obj: dict, json_keys: Sequence[str], path: str, line: int,
+                 problems: List[Problem]) -> Optional[List[List[str]]]:
+    """Per key, the list of texts of ``obj`` (a string gives one, a list of strings one each);
+    None and a problem at the first key that is missing or holds something else."""
+    values: List[List[str]] = []
+    for key in json_keys:
+        if key not in obj:
+            shown = ", ".join(repr(k) for k in list(obj)[:5])
+            problems.append(Problem("missing_key", path, line, f"no key {key!r} (has {shown})"))
+            return None
+        value = obj[key]
+        if isinstance(value, str):
+            values.append([value])
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            values.append(value)
+        else:
+            kind = "null" if value is None else type(value).__name__
+            problems.append(Problem(
+                "bad_value", path, line, f"{key!r} is {kind}; expected a string or a list of strings",
+            ))
+            return None
+    return values

@@ -3,11 +3,11 @@
 Pipeline: ``inputs.read_chunks`` cuts the input into ~1 MiB runs of whole lines (in the main
 process, in input order); workers parse them (``inputs.parse_chunk``), split sentences, tokenize in
 batches, append EOD and shift ids for ``--write-clone``; the main process code-switches their ids
-(``codeswitch.py``, vectorised, a few percent of the tokenization cost: one main process keeps up
-with dozens of workers, and the dictionary compiles while the first chunks are tokenized), writes
-them in input order (``shards.ShardWriter``) and publishes every output atomically with a stats
-report (``shards.commit_outputs``). ``--partitions P`` runs P such pipelines on P contiguous,
-line-aligned parts of the input (each with ``--workers / P`` workers and its own main process)
+(``text/codeswitch.py``, vectorised, a few percent of the tokenization cost: one main process keeps
+up with dozens of workers, and the dictionary compiles while the first chunks are tokenized),
+writes them in input order (``shards.writer.ShardWriter``) and publishes every output atomically
+with a stats report (``shards.writer.commit_outputs``). ``--partitions P`` runs P such pipelines
+on P contiguous, line-aligned parts of the input (each with ``--workers / P`` workers and its own main process)
 and concatenates their shards in order, as Megatron-LM does.
 
 Nothing in the output depends on ``--workers``, ``--partitions`` or chunk sizes: documents keep
@@ -38,23 +38,31 @@ import time
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from megatron_prealign.errors import PreAlignError
 from megatron_prealign.files import check_output_parent, output_lock
-from megatron_prealign.preprocess import inputs as inp
-from megatron_prealign.preprocess import table_cache
+from megatron_prealign.preprocess import inputs, table_cache
 from megatron_prealign.preprocess.sentences import make_splitter, resolve_punkt, save_punkt_params, split_text
 from megatron_prealign.preprocess.table_cache import default_cache_dir
-from megatron_prealign.shards import writer as shards
-from megatron_prealign.shards.writer import optimal_token_dtype
-from megatron_prealign.text import codeswitch as cs
+from megatron_prealign.shards.writer import (
+    ShardWriter,
+    commit_outputs,
+    companion_prefix,
+    optimal_token_dtype,
+    remove_dataset,
+    targets_to_disk,
+)
+from megatron_prealign.text.codeswitch import CodeSwitchTable, codeswitch_batch, document_keys
 from megatron_prealign.text.dictionary import compile_switch_table, load_dictionary
 from megatron_prealign.text.tokenizers import build_tokenizer
 from megatron_prealign.text.tokenizers.base import TextRejected, TextTokenizer, TokenizerError
+
+if TYPE_CHECKING:
+    import argparse
 
 MAX_PROBLEM_EXAMPLES = 200
 
@@ -63,9 +71,14 @@ class PreprocessError(PreAlignError, RuntimeError):
     """The run cannot proceed or was aborted; the message says why and what to do."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class PreprocessConfig:
-    """Everything ``tools/preprocess_data.py`` is told (Megatron-LM's flags plus PreAlign's)."""
+    """Everything ``tools/preprocess_data.py`` is told (Megatron-LM's flags plus PreAlign's).
+
+    Frozen: the derived values (the default cache directory, ``english_clone`` implied by
+    ``write_clone``, a single ``input`` string made a list) are filled in once, at construction,
+    and every field keeps its value for the whole run (workers and partitions see the same one).
+    """
 
     input: List[str]
     """Input files or globs (JSONL, plain text, optionally .gz)."""
@@ -129,12 +142,34 @@ class PreprocessConfig:
     """Accepted for Megatron compatibility; our output always keeps input order."""
 
     def __post_init__(self) -> None:
+        self._derive()
+        self._validate()
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "PreprocessConfig":
+        """The config of parsed flags: every field from the flag of the same name (its ``dest``).
+
+        Raises:
+            TypeError: a field without a flag (a bug of the command line, not of its user).
+        """
+        values = vars(args)
+        missing = [f.name for f in fields(cls) if f.name not in values]
+        if missing:
+            flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+            raise TypeError(f"the command line has no flag for PreprocessConfig's {flags}")
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
+
+    def _derive(self) -> None:
+        """Fill in what follows from other fields, once: the config is frozen afterwards."""
         if self.dictionary_cache_dir is None:
-            self.dictionary_cache_dir = default_cache_dir()
+            object.__setattr__(self, "dictionary_cache_dir", default_cache_dir())
         if isinstance(self.input, str):
-            self.input = [self.input]
+            object.__setattr__(self, "input", [self.input])
         if self.write_clone:
-            self.english_clone = True
+            object.__setattr__(self, "english_clone", True)
+
+    def _validate(self) -> None:
+        """Refuse flags that cannot work together, naming them (every message says the fix)."""
         if not self.json_keys:
             raise PreprocessError("--json-keys needs at least one key")
         if len(set(self.json_keys)) != len(self.json_keys):
@@ -188,10 +223,10 @@ class WorkerState:
     """What every worker needs; inherited on fork, pickled on spawn."""
 
     config: PreprocessConfig
-    files: List[inp.InputFile]
+    files: List[inputs.InputFile]
     tokenizer: TextTokenizer
     dtype: type
-    table: Optional[cs.CodeSwitchTable]
+    table: Optional[CodeSwitchTable]
     """The compiled dictionary; None until compiled (workers never need it)."""
     count_words: bool
     switch_in_main: bool = False
@@ -263,7 +298,7 @@ class KeyResult:
 @dataclass
 class ChunkResult:
     keys: List[KeyResult]
-    problems: List[inp.Problem]
+    problems: List[inputs.Problem]
     lines: int
     nbytes: int
     documents_read: int
@@ -330,104 +365,158 @@ def _check_id_range(tokens: np.ndarray, vocab_size: int, path: str) -> None:
             f"outside the vocabulary of {vocab_size} ids")
 
 
-def process_chunk(chunk: inp.Chunk, state: Optional[WorkerState] = None) -> ChunkResult:
-    """Turn one chunk of input lines into shard arrays (runs in a worker)."""
-    st = state if state is not None else _STATE
-    cfg = st.config
-    file = st.files[chunk.file_index]
-    keys = cfg.json_keys if file.format == "jsonl" else cfg.json_keys[:1]
-    docs, problems, blank = inp.parse_chunk(chunk, file, keys, cfg.text_unit, cfg.max_line_bytes)
-    nkeys = len(cfg.json_keys)
+def process_chunk(chunk: inputs.Chunk, state: Optional[WorkerState] = None) -> ChunkResult:
+    """Turn one chunk of input lines into shard arrays (runs in a worker).
 
-    # 1. Texts to tokenize: per document and key, its sentences (or list elements) in order.
+    Parse the lines into documents, split them into sentences (``--split-sentences``), tokenize
+    every text in one batch, drop the documents the tokenizer rejected, then pack each key's
+    sequences into flat arrays (EOD appended, ids shifted for ``--write-clone``).
+    """
+    state = state if state is not None else _STATE
+    config = state.config
+    file = state.files[chunk.file_index]
+    keys = config.json_keys if file.format == "jsonl" else config.json_keys[:1]
+    docs, problems, blank = inputs.parse_chunk(chunk, file, keys, config.text_unit, config.max_line_bytes)
+    texts, layout = _texts_to_tokenize(docs, state)
+    ids, rejected = _tokenize_all(state.tokenizer, texts)
+    accepted = _accepted_documents(docs, layout, ids, rejected, file.path, problems)
+    eod = state.tokenizer.eod if config.append_eod else None
+    results = []
+    for key_index, key in enumerate(config.json_keys):
+        sequences = _key_sequences(docs, layout, accepted, ids, key_index, eod)
+        problems.extend(
+            inputs.Problem("empty_document", file.path, docs[d].line,
+                           f"{key!r} produced no tokens; kept as an empty document", skipped=False)
+            for d in sequences.empty_documents
+        )
+        results.append(_pack_key(state, chunk.file_index, key_index, file.path, sequences))
+    problems.sort(key=lambda p: p.line)  # stable: input order within a line
+    return ChunkResult(results, problems, chunk.lines, len(chunk.data), len(docs), blank)
+
+
+def _texts_to_tokenize(docs: List[inputs.Document], state: WorkerState
+                       ) -> Tuple[List[str], List[List[Tuple[int, int]]]]:
+    """Every text to tokenize, in order: per document and key, its sentences (or list elements).
+
+    Returns:
+        (texts, layout): ``layout[d][k]`` is (first index into ``texts``, number of texts) of
+        document ``d``'s key ``k``.
+    """
+    split = state.config.split_sentences
     texts: List[str] = []
     layout: List[List[Tuple[int, int]]] = []
     for doc in docs:
         spans = []
         for values in doc.values:
             start = len(texts)
-            for v in values:
-                if cfg.split_sentences:
-                    texts.extend(split_text(st.splitter, v))
+            for value in values:
+                if split:
+                    texts.extend(split_text(state.splitter, value))
                 else:
-                    texts.append(v)
+                    texts.append(value)
             spans.append((start, len(texts) - start))
         layout.append(spans)
-    ids, rejected = _tokenize_all(st.tokenizer, texts)
+    return texts, layout
 
-    # 2. Drop documents the tokenizer rejected.
-    good: List[int] = []
+
+def _accepted_documents(docs: List[inputs.Document], layout, ids: List[Optional[List[int]]],
+                        rejected: Dict[int, Exception], path: str, problems: List[inputs.Problem]
+                        ) -> List[int]:
+    """Indices of the documents whose every text was tokenized; a problem for each other one."""
+    accepted: List[int] = []
     for d, spans in enumerate(layout):
-        bad = [j for s, n in spans for j in range(s, s + n) if ids[j] is None]
+        bad = [j for start, n in spans for j in range(start, start + n) if ids[j] is None]
         if bad:
             reason, detail = _rejection(rejected.get(bad[0], Exception()))
-            problems.append(inp.Problem(reason, file.path, docs[d].line, detail))
+            problems.append(inputs.Problem(reason, path, docs[d].line, detail))
         else:
-            good.append(d)
+            accepted.append(d)
+    return accepted
 
-    eod = st.tokenizer.eod if cfg.append_eod else None
-    base_v = st.tokenizer.base_vocab_size
-    results: List[KeyResult] = []
-    for k in range(nkeys):
-        counts = KeyCounts()
-        lists: List[List[int]] = []
-        seq_lengths: List[int] = []
-        doc_counts: List[int] = []
-        seq_docs: List[int] = []
-        doc_offsets: List[int] = []
-        for gi, d in enumerate(good):
-            start, n = layout[d][k]
-            nseq = 0
-            for j in range(start, start + n):
-                t = ids[j]
-                if t:
-                    lists.append(t)
-                    seq_lengths.append(len(t))
-                    seq_docs.append(gi)
-                    nseq += 1
-            if nseq and eod is not None:
-                lists.append([eod])
-                seq_lengths[-1] += 1
-            if nseq == 0:
-                counts.empty_documents += 1
-                problems.append(inp.Problem(
-                    "empty_document", file.path, docs[d].line,
-                    f"{cfg.json_keys[k]!r} produced no tokens; kept as an empty document",
-                    skipped=False,
-                ))
-            doc_counts.append(nseq)
-            doc_offsets.append(docs[d].offset)
-        total = int(sum(seq_lengths))
-        tokens = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64, count=total)
-        lengths = np.asarray(seq_lengths, dtype=np.int64)
-        if cfg.write_clone:
-            tokens = tokens + base_v
-        _check_id_range(tokens, st.tokenizer.vocab_size, file.path)
-        counts.documents = len(doc_counts)
-        counts.sequences = len(seq_lengths)
-        counts.tokens_before_switching = total
-        if st.switch_in_main:
-            results.append(KeyResult(
-                tokens=tokens.astype(st.dtype).tobytes(), seq_lengths=lengths.astype(np.int32),
-                doc_counts=np.asarray(doc_counts, dtype=np.int32), targets=None, counts=counts,
-                switch=SwitchJob(chunk.file_index, k, np.asarray(seq_docs, dtype=np.int64),
-                                 np.asarray(doc_offsets, dtype=np.uint64)),
-            ))
-            continue
-        if st.count_words:
-            res = cs.codeswitch_batch(tokens, lengths, np.asarray(seq_docs, dtype=np.int64),
-                                      np.zeros(0, np.uint64), None, st.tokenizer.word_boundaries, 0.0)
-            counts.words = res.stats.words
+
+@dataclass
+class _KeySequences:
+    """One key's non-empty sequences in a chunk, still as Python lists (``_key_sequences``)."""
+
+    token_lists: List[List[int]] = field(default_factory=list)
+    """The ids of every sequence, and ``[eod]`` after each document's last one."""
+    seq_lengths: List[int] = field(default_factory=list)
+    """Tokens per sequence (a document's EOD counted in its last sequence)."""
+    doc_counts: List[int] = field(default_factory=list)
+    """Sequences per accepted document (0 for an empty one, kept as Megatron keeps it)."""
+    seq_docs: List[int] = field(default_factory=list)
+    """Of every sequence, its document's position among the accepted documents."""
+    doc_offsets: List[int] = field(default_factory=list)
+    """Byte offset of every accepted document (its identity for code-switching)."""
+    empty_documents: List[int] = field(default_factory=list)
+    """Indices (into the chunk's documents) of the accepted documents without a token."""
+
+
+def _key_sequences(docs: List[inputs.Document], layout, accepted: List[int],
+                   ids: List[Optional[List[int]]], key_index: int, eod: Optional[int]) -> _KeySequences:
+    """Collect key ``key_index``'s sequences of the accepted documents, EOD appended per document."""
+    out = _KeySequences()
+    # Local names for the lists: this loop runs once per sequence of the whole input.
+    token_lists, seq_lengths, seq_docs = out.token_lists, out.seq_lengths, out.seq_docs
+    for position, d in enumerate(accepted):
+        start, n = layout[d][key_index]
+        nseq = 0
+        for j in range(start, start + n):
+            t = ids[j]
+            if t:
+                token_lists.append(t)
+                seq_lengths.append(len(t))
+                seq_docs.append(position)
+                nseq += 1
+        if nseq and eod is not None:
+            token_lists.append([eod])
+            seq_lengths[-1] += 1
+        if nseq == 0:
+            out.empty_documents.append(d)
+        out.doc_counts.append(nseq)
+        out.doc_offsets.append(docs[d].offset)
+    return out
+
+
+def _pack_key(state: WorkerState, file_index: int, key_index: int, path: str,
+              sequences: _KeySequences) -> KeyResult:
+    """One key's sequences as shard arrays, clone-shifted and range-checked.
+
+    With a dictionary the tokens go to the main process to be switched (``SwitchJob``);
+    otherwise their words are counted here, for the report.
+    """
+    total = int(sum(sequences.seq_lengths))
+    tokens = np.fromiter(itertools.chain.from_iterable(sequences.token_lists), dtype=np.int64, count=total)
+    lengths = np.asarray(sequences.seq_lengths, dtype=np.int64)
+    if state.config.write_clone:
+        tokens = tokens + state.tokenizer.base_vocab_size  # English-Clone: every id + |V|
+    _check_id_range(tokens, state.tokenizer.vocab_size, path)
+    counts = KeyCounts(documents=len(sequences.doc_counts), empty_documents=len(sequences.empty_documents),
+                       sequences=len(sequences.seq_lengths), tokens_before_switching=total)
+    seq_docs = np.asarray(sequences.seq_docs, dtype=np.int64)
+    switch = None
+    if state.switch_in_main:
+        switch = SwitchJob(file_index, key_index, seq_docs, np.asarray(sequences.doc_offsets, dtype=np.uint64))
+    else:
+        if state.count_words:
+            counts.words = _count_words(tokens, lengths, seq_docs, state.tokenizer)
         counts.tokens = int(len(tokens))
-        results.append(KeyResult(
-            tokens=tokens.astype(st.dtype).tobytes(),
-            seq_lengths=lengths.astype(np.int32),
-            doc_counts=np.asarray(doc_counts, dtype=np.int32),
-            targets=None,
-            counts=counts,
-        ))
-    problems.sort(key=lambda p: p.line)  # stable: input order within a line
-    return ChunkResult(results, problems, chunk.lines, len(chunk.data), len(docs), blank)
+    return KeyResult(
+        tokens=tokens.astype(state.dtype).tobytes(),
+        seq_lengths=lengths.astype(np.int32),
+        doc_counts=np.asarray(sequences.doc_counts, dtype=np.int32),
+        targets=None,
+        counts=counts,
+        switch=switch,
+    )
+
+
+def _count_words(tokens: np.ndarray, lengths: np.ndarray, seq_docs: np.ndarray,
+                 tokenizer: TextTokenizer) -> int:
+    """Words in ``tokens`` (the code-switching pass with nothing to switch counts them)."""
+    result = codeswitch_batch(tokens, lengths, seq_docs, np.zeros(0, np.uint64), None,
+                              tokenizer.word_boundaries, 0.0)
+    return result.stats.words
 
 
 # ----------------------------------------------------------------------------------------------
@@ -503,14 +592,14 @@ class _Switcher:
         self.state = state
 
     def apply(self, kr: KeyResult) -> KeyResult:
-        st, job = self.state, kr.switch
-        cfg = st.config
-        tokens = np.frombuffer(kr.tokens, dtype=st.dtype).astype(np.int64)
-        ratio = cfg.codeswitch_ratio
-        keys = (cs.document_keys(cfg.codeswitch_seed, job.file_index, job.doc_offsets, job.key_index)
+        state, job = self.state, kr.switch
+        config = state.config
+        tokens = np.frombuffer(kr.tokens, dtype=state.dtype).astype(np.int64)
+        ratio = config.codeswitch_ratio
+        keys = (document_keys(config.codeswitch_seed, job.file_index, job.doc_offsets, job.key_index)
                 if ratio > 0 else np.zeros(0, np.uint64))
-        res = cs.codeswitch_batch(tokens, kr.seq_lengths.astype(np.int64), job.seq_docs, keys,
-                                  st.table, st.tokenizer.word_boundaries, ratio)
+        res = codeswitch_batch(tokens, kr.seq_lengths.astype(np.int64), job.seq_docs, keys,
+                               state.table, state.tokenizer.word_boundaries, ratio)
         counts = kr.counts
         counts.words = res.stats.words
         counts.dictionary_words = res.stats.dictionary_words
@@ -518,10 +607,10 @@ class _Switcher:
         counts.tokens = int(len(res.tokens))
         targets = res.targets if res.targets is not None else (res.tokens if ratio > 0 else None)
         return KeyResult(
-            tokens=res.tokens.astype(st.dtype).tobytes(),
+            tokens=res.tokens.astype(state.dtype).tobytes(),
             seq_lengths=res.seq_lengths.astype(np.int32),
             doc_counts=kr.doc_counts,
-            targets=None if targets is None else shards.targets_to_disk(targets, st.dtype).tobytes(),
+            targets=None if targets is None else targets_to_disk(targets, state.dtype).tobytes(),
             counts=counts,
         )
 
@@ -547,7 +636,7 @@ class _Sink:
         self.documents_read = 0
         self.blank_text_lines = 0
 
-    def problem(self, p: inp.Problem) -> None:
+    def problem(self, p: inputs.Problem) -> None:
         self.problem_counts[p.reason] += 1
         self.problems_total += 1
         if p.skipped:
@@ -560,7 +649,7 @@ class _Sink:
                 "was published. Fix the input or raise --max-errors."
             )
 
-    def skipped_line(self, p: inp.Problem) -> None:
+    def skipped_line(self, p: inputs.Problem) -> None:
         self.lines += 1
         self.problem(p)
 
@@ -602,7 +691,7 @@ def _mp_context():
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def _run_pipeline(state: WorkerState, segments: List[inp.Segment], workers: int, sink: _Sink,
+def _run_pipeline(state: WorkerState, segments: List[inputs.Segment], workers: int, sink: _Sink,
                   prepare=None) -> None:
     """Read, process (in ``workers`` processes) and write ``segments`` in input order.
 
@@ -611,47 +700,45 @@ def _run_pipeline(state: WorkerState, segments: List[inp.Segment], workers: int,
             given their first chunks (so that it overlaps with tokenization); compiles the
             dictionary when code-switching.
     """
-    cfg = state.config
-    reader = inp.read_chunks(segments, chunk_bytes=cfg.chunk_bytes,
-                             max_line_bytes=cfg.max_line_bytes, text_unit=cfg.text_unit)
+    config = state.config
+    reader = inputs.read_chunks(segments, chunk_bytes=config.chunk_bytes,
+                                max_line_bytes=config.max_line_bytes, text_unit=config.text_unit)
     if workers <= 1:
-        if prepare is not None:
-            prepare()
-        _init_worker(state)
-        for item in reader:
-            if isinstance(item, inp.Problem):
-                sink.skipped_line(item)
-            else:
-                sink.add(process_chunk(item, state))
-        return
-    ctx = _mp_context()
+        _run_in_this_process(state, reader, sink, prepare)
+    else:
+        _run_in_worker_pool(state, reader, workers, sink, prepare)
+
+
+def _run_in_this_process(state: WorkerState, reader, sink: _Sink, prepare) -> None:
+    """``--workers 1``: parse and tokenize here, chunk by chunk (no pool to start)."""
+    if prepare is not None:
+        prepare()
+    _init_worker(state)
+    for item in reader:
+        if isinstance(item, inputs.Problem):
+            sink.skipped_line(item)
+        else:
+            sink.add(process_chunk(item, state))
+
+
+def _run_in_worker_pool(state: WorkerState, reader, workers: int, sink: _Sink, prepare) -> None:
+    """Submit every chunk to a pool of ``workers`` processes; write results in input order.
+
+    At most about ``2 * workers`` chunks are in flight; with ``prepare``, ``8 * workers`` chunks
+    are queued first so that the workers tokenize while it runs.
+    """
     # Move the long-lived objects (dictionary, tokenizer caches) out of the cyclic GC's reach
     # until the workers are forked (at the first submit), so that workers neither scan them nor
     # copy their pages on write.
     gc.freeze()
     # A process pool that notices dead workers (multiprocessing.Pool would wait forever).
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(state,))
-    window: deque = deque()
-
-    def drain(limit: int) -> None:
-        while window and (len(window) > limit or window[0][0] == "problem" or window[0][1].done()):
-            kind, item = window.popleft()
-            if kind == "problem":
-                sink.skipped_line(item)
-                continue
-            try:
-                result = item.result()
-            except BrokenProcessPool:
-                raise PreprocessError(
-                    "a worker process died (killed, or out of memory?) while tokenizing; nothing "
-                    "was published. Rerun, with fewer --workers if memory is short."
-                ) from None
-            sink.add(result)
-
+    pool = ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker,
+                               initargs=(state,))
+    window: deque = deque()  # ("problem", Problem) or ("chunk", Future), in input order
     try:
         head = 8 * workers if prepare is not None else 0  # work queued before preparing
         for item in reader:
-            if isinstance(item, inp.Problem):
+            if isinstance(item, inputs.Problem):
                 window.append(("problem", item))
             else:
                 window.append(("chunk", pool.submit(process_chunk, item)))
@@ -660,13 +747,31 @@ def _run_pipeline(state: WorkerState, segments: List[inp.Segment], workers: int,
             if prepare is not None:
                 prepare()
                 prepare, head = None, 0
-            drain(2 * workers)
+            _write_ready(window, 2 * workers, sink)
         if prepare is not None:
             prepare()
-        drain(0)
+        _write_ready(window, 0, sink)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         gc.unfreeze()
+
+
+def _write_ready(window: deque, limit: int, sink: _Sink) -> None:
+    """Hand the window's leading results to ``sink``: all that are done, and more (waiting for
+    them) until at most ``limit`` are left in flight."""
+    while window and (len(window) > limit or window[0][0] == "problem" or window[0][1].done()):
+        kind, item = window.popleft()
+        if kind == "problem":
+            sink.skipped_line(item)
+            continue
+        try:
+            result = item.result()
+        except BrokenProcessPool:
+            raise PreprocessError(
+                "a worker process died (killed, or out of memory?) while tokenizing; nothing "
+                "was published. Rerun, with fewer --workers if memory is short."
+            ) from None
+        sink.add(result)
 
 
 def _partition_main(state: WorkerState, segments, workers: int, prefixes, companion_prefixes,
@@ -676,15 +781,15 @@ def _partition_main(state: WorkerState, segments, workers: int, prefixes, compan
     writers, companions = [], []
     try:
         for p, cp in zip(prefixes, companion_prefixes):
-            writers.append(shards.ShardWriter(p, state.dtype))
-            companions.append(None if cp is None else shards.ShardWriter(cp, state.dtype))
+            writers.append(ShardWriter(p, state.dtype))
+            companions.append(None if cp is None else ShardWriter(cp, state.dtype))
         progress = Progress("log" if state.config.progress != "none" else "none", 1,
                             state.config.log_interval, label=f"[partition {index}] ")
         sink = _Sink(state.config, writers, companions, progress, state.config.max_errors,
                      _Switcher(state) if state.switch_in_main else None)
         _run_pipeline(state, segments, workers, sink)
         ordered = [c for c in companions if c is not None] + writers
-        shards.commit_outputs(ordered)
+        commit_outputs(ordered)
         conn.send(("ok", sink.summary()))
     except BaseException as err:  # report everything to the parent, which cleans up
         for w in writers + [c for c in companions if c is not None]:
@@ -697,13 +802,13 @@ def _partition_main(state: WorkerState, segments, workers: int, prefixes, compan
 def _sample_texts(files, config: PreprocessConfig, limit: int):
     """The first ``limit`` bytes of document text of the input, in input order (for Punkt)."""
     got = 0
-    for item in inp.read_chunks([inp.Segment(f) for f in files], chunk_bytes=min(config.chunk_bytes, limit + 1),
+    for item in inputs.read_chunks([inputs.Segment(f) for f in files], chunk_bytes=min(config.chunk_bytes, limit + 1),
                                 max_line_bytes=config.max_line_bytes, text_unit=config.text_unit):
-        if isinstance(item, inp.Problem):
+        if isinstance(item, inputs.Problem):
             continue
         f = files[item.file_index]
         keys = config.json_keys if f.format == "jsonl" else config.json_keys[:1]
-        docs, _, _ = inp.parse_chunk(item, f, keys, config.text_unit)
+        docs, _, _ = inputs.parse_chunk(item, f, keys, config.text_unit)
         for doc in docs:
             for values in doc.values:
                 for v in values:
@@ -770,99 +875,160 @@ def run_preprocess(config: PreprocessConfig, argv: Optional[Sequence[str]] = Non
 
 
 def _run_locked(config: PreprocessConfig, argv: Optional[Sequence[str]]) -> dict:
-    t0 = time.time()
+    """Plan the run (inputs, tokenizer, splitter, dictionary, writers), run it, publish it."""
+    started = time.time()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    files = inp.expand_inputs(config.input, config.input_format)
+    files = _expand_inputs(config)
+    tokenizer = _build_tokenizer(config)
+    dtype = optimal_token_dtype(tokenizer.vocab_size)
+    timing = {"setup_s": time.time() - started}
+    count_words = _can_count_words(tokenizer, config)
+    punkt_params, punkt_info = _sentence_splitter(config, files)
+    state = WorkerState(config=config, files=files, tokenizer=tokenizer, dtype=dtype, table=None,
+                        count_words=count_words, switch_in_main=bool(config.dictionary),
+                        punkt_params=punkt_params)
+    dictionary = _DictionaryCompiler(config, state, timing)
+    # With one pipeline of several workers the dictionary compiles while workers tokenize;
+    # otherwise (one process, or partitions that each need the table) it compiles first.
+    overlap = bool(config.dictionary) and config.partitions == 1 and config.workers > 1
+    if config.dictionary and not overlap:
+        dictionary.compile()
+    outputs = _Outputs.open(config, dtype)
+    # Created after the writers (their first use imports megatron.core, ~5 s) so rates are honest.
+    progress = Progress(config.progress if config.partitions == 1 else "none",
+                        sum(f.size for f in files), config.log_interval)
+    sink = _Sink(config, outputs.writers, outputs.companions, progress, config.max_errors,
+                 _Switcher(state) if config.dictionary else None)
+    part_prefixes: List[List[str]] = []
+    try:
+        pipeline_started = time.time()
+        groups = inputs.split_segments(files, config.partitions, config.text_unit)
+        if config.partitions == 1:
+            _run_pipeline(state, groups[0], config.workers, sink,
+                          prepare=dictionary.compile if overlap else None)
+        else:
+            _run_partitions(state, groups, outputs.prefixes, outputs.with_companion, sink, part_prefixes)
+        progress.close()
+        warnings = _tokenless_outputs(config, files, sink)
+        outputs.finalize()
+        timing["pipeline_s"] = time.time() - pipeline_started
+        report = _report(config, argv, files, tokenizer, dtype, sink, dictionary.report or None, punkt_info,
+                         outputs.prefixes, outputs.with_companion, time.time() - started, timing, warnings)
+        outputs.publish(config.stats_path, report)
+    except BaseException:
+        outputs.abort()
+        raise
+    finally:
+        for group in part_prefixes:
+            for prefix in group:
+                remove_dataset(prefix)
+    return report
+
+
+def _expand_inputs(config: PreprocessConfig) -> List[inputs.InputFile]:
+    """The input files; plain text only with a single ``--json-keys`` name."""
+    files = inputs.expand_inputs(config.input, config.input_format)
     if any(f.format == "text" for f in files) and len(config.json_keys) > 1:
         raise PreprocessError(
             f"plain-text inputs have one text field, but --json-keys names {config.json_keys}; "
             "pass a single key (its name is used for the output file names)."
         )
+    return files
+
+
+def _build_tokenizer(config: PreprocessConfig) -> TextTokenizer:
     tokenizer = build_tokenizer(config.tokenizer_type, config.tokenizer_model,
                                 vocab_size=config.vocab_size, english_clone=config.english_clone)
     if config.append_eod:
         _ = tokenizer.eod  # raises for tokenizers without one
-    dtype = optimal_token_dtype(tokenizer.vocab_size)
-    timing = {"setup_s": time.time() - t0}
+    return tokenizer
+
+
+def _can_count_words(tokenizer: TextTokenizer, config: PreprocessConfig) -> bool:
+    """Whether the tokenizer knows its word boundaries (needed by a dictionary, else optional)."""
     try:
         _ = tokenizer.word_boundaries
-        count_words = True
+        return True
     except TokenizerError:
         if config.dictionary:
             raise
-        count_words = False
-    dict_report: dict = {}
+        return False
 
-    def compile_dictionary() -> None:
-        t_dict = time.time()
-        state.table, report = load_codeswitch_table(config, tokenizer)
-        dict_report.update(report or {})
-        timing["dictionary_s"] = time.time() - t_dict
 
-    # With one pipeline of several workers the dictionary compiles while workers tokenize;
-    # otherwise (one process, or partitions that each need the table) it compiles first.
-    overlap = bool(config.dictionary) and config.partitions == 1 and config.workers > 1
+def _sentence_splitter(config: PreprocessConfig, files: List[inputs.InputFile]):
+    """(Punkt parameters, their provenance for the report) for ``--split-sentences``, else Nones.
 
-    punkt_params, punkt_info = None, None
-    if config.split_sentences:
-        punkt_params, source = resolve_punkt(
-            config.punkt_model, config.lang, _sample_texts(files, config, config.punkt_train_bytes)
+    Without installed or given parameters Punkt is trained on the input's first
+    ``--punkt-train-bytes`` and saved next to the outputs, so that the run can be repeated.
+    """
+    if not config.split_sentences:
+        return None, None
+    punkt_params, source = resolve_punkt(
+        config.punkt_model, config.lang, _sample_texts(files, config, config.punkt_train_bytes)
+    )
+    if source.kind == "trained-on-input":
+        source.path = save_punkt_params(punkt_params, f"{config.output_prefix}_punkt")
+        print(
+            f"No Punkt sentence-splitter parameters for {config.lang!r} are installed: trained "
+            f"Punkt on the first {source.train_bytes} bytes of the input and saved them to "
+            f"{source.path} (reuse with --punkt-model).", file=sys.stderr,
         )
-        if source.kind == "trained-on-input":
-            source.path = save_punkt_params(punkt_params, f"{config.output_prefix}_punkt")
-            print(
-                f"No Punkt sentence-splitter parameters for {config.lang!r} are installed: trained "
-                f"Punkt on the first {source.train_bytes} bytes of the input and saved them to "
-                f"{source.path} (reuse with --punkt-model).", file=sys.stderr,
-            )
-        punkt_info = asdict(source)
+    return punkt_params, asdict(source)
 
-    state = WorkerState(config=config, files=files, tokenizer=tokenizer, dtype=dtype, table=None,
-                        count_words=count_words, switch_in_main=bool(config.dictionary),
-                        punkt_params=punkt_params)
-    if config.dictionary and not overlap:
-        compile_dictionary()
-    prefixes = config.output_prefixes()
-    with_companion = config.codeswitch_ratio > 0
-    total_bytes = sum(f.size for f in files)
-    writers = [shards.ShardWriter(p, dtype) for p in prefixes]
-    companions = [shards.ShardWriter(shards.companion_prefix(p), dtype) if with_companion else None
-                  for p in prefixes]
-    # Created after the writers (their first use imports megatron.core, ~5 s) so rates are honest.
-    progress = Progress(config.progress if config.partitions == 1 else "none", total_bytes,
-                        config.log_interval)
-    sink = _Sink(config, writers, companions, progress, config.max_errors,
-                 _Switcher(state) if config.dictionary else None)
-    all_writers = writers + [c for c in companions if c is not None]
-    part_prefixes: List[List[str]] = []
-    try:
-        t_pipe = time.time()
-        groups = inp.split_segments(files, config.partitions, config.text_unit)
-        if config.partitions == 1:
-            _run_pipeline(state, groups[0], config.workers, sink,
-                          prepare=compile_dictionary if overlap else None)
-        else:
-            _run_partitions(state, groups, prefixes, with_companion, sink, part_prefixes)
-        progress.close()
-        warnings = _tokenless_outputs(config, files, sink)
-        for w in all_writers:
-            w.finalize()
-        timing["pipeline_s"] = time.time() - t_pipe
-        report = _report(config, argv, files, tokenizer, dtype, sink, dict_report or None, punkt_info,
-                         prefixes, with_companion, time.time() - t0, timing, warnings)
-        stale = [] if with_companion else [shards.companion_prefix(p) for p in prefixes]
-        # Commit companions first and each token .idx last (shards.py explains why).
-        ordered = [w for pair in zip(companions, writers) for w in pair if w is not None]
-        shards.commit_outputs(ordered, json_files=[(config.stats_path, report)], stale_prefixes=stale)
-    except BaseException:
-        for w in all_writers:
-            w.abort()
-        raise
-    finally:
-        for group in part_prefixes:
-            for p in group:
-                shards.remove_dataset(p)
-    return report
+
+class _DictionaryCompiler:
+    """Compiles ``--dictionary`` into ``state.table`` when asked (at once, or while workers
+    tokenize), keeping its report and the time it took."""
+
+    def __init__(self, config: PreprocessConfig, state: WorkerState, timing: dict) -> None:
+        self.config = config
+        self.state = state
+        self.timing = timing
+        self.report: dict = {}
+
+    def compile(self) -> None:
+        started = time.time()
+        self.state.table, report = load_codeswitch_table(self.config, self.state.tokenizer)
+        self.report.update(report or {})
+        self.timing["dictionary_s"] = time.time() - started
+
+
+@dataclass
+class _Outputs:
+    """The shard writers of a run: one per ``--json-keys`` key, each with its targets companion
+    when code-switching."""
+
+    prefixes: List[str]
+    writers: List[ShardWriter]
+    companions: List[Optional[ShardWriter]]
+    with_companion: bool
+
+    @classmethod
+    def open(cls, config: PreprocessConfig, dtype) -> "_Outputs":
+        prefixes = config.output_prefixes()
+        with_companion = config.codeswitch_ratio > 0
+        writers = [ShardWriter(p, dtype) for p in prefixes]
+        companions = [ShardWriter(companion_prefix(p), dtype) if with_companion else None for p in prefixes]
+        return cls(prefixes, writers, companions, with_companion)
+
+    def all_writers(self) -> List[ShardWriter]:
+        return self.writers + [c for c in self.companions if c is not None]
+
+    def finalize(self) -> None:
+        for writer in self.all_writers():
+            writer.finalize()
+
+    def abort(self) -> None:
+        for writer in self.all_writers():
+            writer.abort()
+
+    def publish(self, stats_path: str, report: dict) -> None:
+        """Publish every shard and the stats report atomically; remove companions left over from
+        an earlier run with code-switching when this one has none."""
+        stale = [] if self.with_companion else [companion_prefix(p) for p in self.prefixes]
+        # Commit companions first and each token .idx last (shards/writer.py explains why).
+        ordered = [w for pair in zip(self.companions, self.writers) for w in pair if w is not None]
+        commit_outputs(ordered, json_files=[(stats_path, report)], stale_prefixes=stale)
 
 
 def _tokenless_outputs(config: PreprocessConfig, files, sink: _Sink) -> List[str]:
@@ -895,13 +1061,13 @@ def _tokenless_outputs(config: PreprocessConfig, files, sink: _Sink) -> List[str
 
 
 def _run_partitions(state, groups, prefixes, with_companion, sink: _Sink, part_prefixes) -> None:
-    cfg = state.config
-    per = max(1, cfg.workers // cfg.partitions)
+    config = state.config
+    per = max(1, config.workers // config.partitions)
     ctx = _mp_context()
     procs = []
     for i, segs in enumerate(groups):
         pp = [f"{p}.partial-part{i}" for p in prefixes]
-        cp = [shards.companion_prefix(p) if with_companion else None for p in pp]
+        cp = [companion_prefix(p) if with_companion else None for p in pp]
         part_prefixes.append(pp + [c for c in cp if c is not None])
         parent, child = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_partition_main, args=(state, segs, per, pp, cp, i, child))
@@ -937,9 +1103,9 @@ def _run_partitions(state, groups, prefixes, with_companion, sink: _Sink, part_p
         sink.nbytes += summary["bytes"]
         sink.documents_read += summary["documents_read"]
         sink.blank_text_lines += summary["blank_text_lines"]
-    if cfg.max_errors is not None and sink.problems_total > cfg.max_errors:
+    if config.max_errors is not None and sink.problems_total > config.max_errors:
         raise PreprocessError(
-            f"{sink.problems_total} input problems, more than --max-errors {cfg.max_errors}; "
+            f"{sink.problems_total} input problems, more than --max-errors {config.max_errors}; "
             f"first: {sink.examples[:1]}. Nothing was published."
         )
 
@@ -950,7 +1116,7 @@ def _report(config, argv, files, tokenizer, dtype, sink: _Sink, dict_report, pun
     for key, prefix, c in zip(config.json_keys, prefixes, sink.counts):
         outputs[key] = {
             "prefix": prefix,
-            "companion": shards.companion_prefix(prefix) if with_companion else None,
+            "companion": companion_prefix(prefix) if with_companion else None,
             "dtype": np.dtype(dtype).name,
             **asdict(c),
             "dictionary_coverage": _rate(c.dictionary_words, c.words),

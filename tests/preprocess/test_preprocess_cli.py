@@ -1,5 +1,7 @@
 """tools/preprocess_data.py: flags, bad input, --max-errors, determinism, stats, atomic outputs."""
 
+import argparse
+import dataclasses
 import fcntl
 import json
 import os
@@ -13,6 +15,7 @@ import pytest
 
 from megatron_prealign.preprocess import english_clone as ec
 from megatron_prealign.preprocess.lexicon import save_multiway
+from megatron_prealign.preprocess.pipeline import PreprocessConfig, PreprocessError
 from tests.fixtures.helpers import CORPUS, SP_MODEL, read_dataset
 from tools.preprocess_data import build_parser, main
 
@@ -35,6 +38,45 @@ EXPECTED_FLAGS = {
 def test_cli_flags_are_a_reviewed_list():
     flags = {o for a in build_parser()._actions for o in a.option_strings if o.startswith("--")}
     assert flags - {"--help"} == EXPECTED_FLAGS
+
+
+def test_every_config_field_is_a_flag_with_the_fields_default():
+    """PreprocessConfig.from_args reads every field from the flag of its name; a flag's default
+    is its field's, so parsing no optional flag gives the config's own defaults."""
+    parser = build_parser()
+    assert {a.dest for a in parser._actions} - {"help"} == {f.name for f in dataclasses.fields(PreprocessConfig)}
+    args = parser.parse_args(["--tokenizer-type", "NullTokenizer", "--input", "a.jsonl", "b.jsonl",
+                              "--output-prefix", "out"])
+    assert PreprocessConfig.from_args(args) == PreprocessConfig(
+        input=["a.jsonl", "b.jsonl"], output_prefix="out", tokenizer_type="NullTokenizer")
+    flags = ["--tokenizer-type", "NullTokenizer", "--input", "a", "--output-prefix", "o", "--workers", "3",
+             "--json-keys", "text", "title", "--codeswitch-ratio", "0.5", "--dictionary", "d.tsv",
+             "--write-clone", "--max-errors", "0", "--no-dictionary-cache"]
+    config = PreprocessConfig.from_args(parser.parse_args(flags))
+    assert (config.workers, config.json_keys, config.codeswitch_ratio, config.dictionary) == \
+        (3, ["text", "title"], 0.5, "d.tsv")
+    assert (config.write_clone, config.english_clone, config.max_errors, config.no_dictionary_cache) == \
+        (True, True, 0, True)  # english_clone derived from --write-clone, once
+
+
+def test_a_config_field_without_a_flag_is_named():
+    args = build_parser().parse_args(["--tokenizer-type", "NullTokenizer", "--input", "a", "--output-prefix", "o"])
+    del args.codeswitch_seed, args.max_line_bytes
+    with pytest.raises(TypeError, match="no flag for PreprocessConfig's --codeswitch-seed, --max-line-bytes"):
+        PreprocessConfig.from_args(args)
+    with pytest.raises(TypeError):
+        PreprocessConfig.from_args(argparse.Namespace())
+
+
+def test_the_config_is_validated_once_and_never_changes():
+    config = PreprocessConfig(input="one.jsonl", output_prefix="o", tokenizer_type="NullTokenizer",
+                              write_clone=True, dictionary_cache_dir=None)
+    assert config.input == ["one.jsonl"] and config.english_clone
+    assert config.dictionary_cache_dir  # the default cache directory, filled in at construction
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.workers = 4
+    with pytest.raises(PreprocessError, match="--partitions 3 needs at least as many --workers"):
+        PreprocessConfig(input=["a"], output_prefix="o", tokenizer_type="NullTokenizer", partitions=3)
 
 
 def run(tmp_path, *flags, name="out"):
