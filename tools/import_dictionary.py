@@ -5,7 +5,7 @@ Reads FreeDict dictionaries in dictd format, as shipped by Debian's ``dict-freed
 (``apt-get install dict-freedict-eng-deu`` installs ``/usr/share/dictd/freedict-eng-deu.index`` and
 ``.dict.dz``), or an existing two-column pair file; keeps single-word pairs, applies a case policy,
 drops duplicates and self-translations, and writes a pair file or a multi-way JSONL dictionary
-(``megatron_prealign/data/dictionary.py`` documents both formats).
+(``megatron_prealign/text/dictionary.py`` documents both formats).
 
 Example::
 

@@ -2,7 +2,8 @@
 """Make English-Clone shards and the English<->Clone dictionary (PreAlign's synthetic setting).
 
 The clone of an English shard has every token id (EOD included) shifted by the vocabulary size
-|V|: same grammar, no shared token (``megatron_prealign/data/english_clone.py`` documents the
+|V|: same grammar, no shared token (``megatron_prealign/text/tokenizers/english_clone.py`` and
+``megatron_prealign/preprocess/english_clone.py`` document the
 mapping). The dictionary pairs each English word with its clone, ``{"words": "bank $ <clone>bank"}``,
 for stage 1 and for code-switching English text into clone words.
 

@@ -4,13 +4,13 @@ Reading: a checkpoint saved at any tensor/pipeline-parallel layout is loaded int
 (TP=1/PP=1) model. We start a gloo world of size 1 (an in-memory store, no port), rebuild the run's
 flags from the JSON stored beside the checkpoint (``prealign_checkpoint.json``) with the layout
 set to 1/1, build the model with ``model.build_model`` and load it with
-``training.checkpointing.load_checkpoint``, i.e. Megatron-Core ``dist_checkpointing``, which
+``checkpointing.store.load_checkpoint``, i.e. Megatron-Core ``dist_checkpointing``, which
 reshards every tensor to the new layout. The model is always built in fp32 on the CPU (bf16/fp16
 checkpoints are cast exactly on load); the Transformer Engine spec is swapped for the local one,
 whose ``sharded_state_dict_keys_map`` gives the same checkpoint names.
 
 Writing (Hugging Face import): the same single-process model is filled with converted weights
-and saved with ``training.checkpointing.save_checkpoint`` (no optimizer state), so the result
+and saved with ``checkpointing.store.save_checkpoint`` (no optimizer state), so the result
 is an ordinary checkpoint that ``--pretrained-checkpoint`` or ``--load --finetune`` reads at any
 TP/PP.
 
@@ -63,7 +63,7 @@ class LoadedMegatron:
     path: str
     """The iteration directory that was loaded."""
     tokenizer: Optional[object]
-    """The run's tokenizer (``data.tokenizer``), or None when it could not be rebuilt."""
+    """The run's tokenizer (``text.tokenizers``), or None when it could not be rebuilt."""
     vocab_size: int
     """Real vocabulary: the tokenizer's (``2V`` for English-Clone); padding rows come after it."""
 

@@ -21,7 +21,7 @@ tokens* whose strings are ``<clone>`` + the base token string (id ``V + i`` is `
 token_string(i)``, e.g. ``<clone>▁bank``), special when the base token is special. So
 ``AutoTokenizer`` loads a ``2V`` vocabulary, ``convert_ids_to_tokens`` names every clone id, decoding
 clone ids gives readable ``<clone>``-marked text, and a clone token written literally in its piece
-form encodes to its clone id. Tokenizing clone *text* is done as in ``english_clone.py``: tokenize
+form encodes to its clone id. Tokenizing clone *text* is done as in ``text.tokenizers.english_clone``: tokenize
 the English text and add ``V`` to every id (``prealign_conversion.json`` records ``V``). A
 tokenizer.json cannot express "shift every id after a tag" with its pipeline stages, which is why
 the clone half is not reachable from running text. When the base is a Hugging Face tokenizer, its
@@ -215,7 +215,7 @@ def write_hf_tokenizer(tokenizer: TextTokenizer, out_dir: str,
     """Write the Hugging Face tokenizer files for ``tokenizer`` into ``out_dir``.
 
     Args:
-        tokenizer: the checkpoint's tokenizer (``data.tokenizer.build_tokenizer``), possibly an
+        tokenizer: the checkpoint's tokenizer (``text.tokenizers.build_tokenizer``), possibly an
             ``EnglishCloneTokenizer``.
         out_dir: the converted model directory.
         model_max_length: recorded in ``tokenizer_config.json`` (the model's positions).

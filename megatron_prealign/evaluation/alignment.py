@@ -26,7 +26,7 @@ Entry = Tuple[int, List[Tuple[int, ...]]]  # (concept id, words as token-id tupl
 
 def load_dictionary_entries(path: str, tokenizer, *, max_tokens: int = 30,
                             max_words: Optional[int] = None) -> List[Entry]:
-    """A dictionary file (pairs or multi-way JSONL, ``data.dictionary``) -> entries of token ids.
+    """A dictionary file (pairs or multi-way JSONL, ``text.dictionary``) -> entries of token ids.
 
     Whole entries are kept until ``max_words`` words are reached.
     """

@@ -60,7 +60,7 @@ class KnowledgeItem:
 
 
 def text_encoders(tokenizer, language_tag: str = ""):
-    """(encode_prompt, encode_object) for a ``data.tokenizer.TextTokenizer``.
+    """(encode_prompt, encode_object) for a ``text.tokenizers.TextTokenizer``.
 
     ``language_tag`` is prepended to every text (``CLONE_TAG`` renders English-Clone). Objects are
     encoded as continuations: with a leading space, i.e. in word-initial form.

@@ -180,7 +180,7 @@ def load_eval_model(path: str, name: Optional[str] = None,
         tokenizer_model: Megatron checkpoints only: overrides the stored ``--tokenizer-model``.
 
     Returns:
-        (model, tokenizer); the tokenizer is a ``data.tokenizer.TextTokenizer`` (None when the
+        (model, tokenizer); the tokenizer is a ``text.tokenizers.TextTokenizer`` (None when the
         directory has none), the same ids the model was trained on.
     """
     name = name or os.path.basename(os.path.normpath(path))

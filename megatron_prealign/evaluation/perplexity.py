@@ -4,7 +4,7 @@ Inputs, one per language:
 
 * a JSONL file: one document per line, text under ``"text"`` (a list value gives one sequence per
   element), tokenized with the run's tokenizer (English-Clone text carries the ``<clone>`` tag,
-  see ``data.english_clone``); the tokenizer's EOD is appended to each document, as the
+  see ``text.tokenizers.english_clone``); the tokenizer's EOD is appended to each document, as the
   preprocessor does with ``--append-eod``;
 * a Megatron shard prefix (``PREFIX.bin``/``PREFIX.idx``, ``tools/preprocess_data.py``): every
   sequence as stored. Code-switched shards (with a ``_targets`` companion) are refused: their

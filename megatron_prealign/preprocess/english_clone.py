@@ -6,7 +6,7 @@ The clone language itself (ids ``i + V``, the ``<clone>`` spelling, the doubled 
 Clone dictionary
 ----------------
 The generated English<->Clone dictionary is an ordinary multi-way JSONL dictionary
-(``dictionary.py``) with one concept per English word, e.g.
+(``text.dictionary``) with one concept per English word, e.g.
 ``{"words": "bank $ <clone>bank"}``: stage 1 aligns the pair, and code-switching replaces an English
 word by its clone (and a clone word by its English original).
 
@@ -208,7 +208,7 @@ def build_clone_dictionary(
 def write_clone_shard(
     input_prefix: str, output_prefix: str, base_vocab_size: int, *, block_tokens: int = 1 << 22
 ) -> Dict[str, object]:
-    """Write the clone of an English shard: every id + V, atomically (see ``shards.py``).
+    """Write the clone of an English shard: every id + V, atomically (see ``shards.writer``).
 
     Args:
         input_prefix: the English shard prefix (``.bin``/``.idx`` must exist).

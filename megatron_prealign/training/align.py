@@ -1,7 +1,7 @@
 """Stage 1 (alignment initialization) on the shared loop, and alignment metrics for both stages.
 
 Stage 1 trains a freshly initialized model on dictionary entries only. Each micro-batch is a set of
-entries flattened into a batch of words (``data.alignment_dataset``); one forward pass gives both
+entries flattened into a batch of words (``datasets.alignment``); one forward pass gives both
 the per-token LM loss on the words and, through ``LevelRecorder`` hooks, each word's vector at every
 chosen level. The objective per micro-batch is
 

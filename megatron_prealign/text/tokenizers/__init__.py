@@ -43,7 +43,7 @@ def build_tokenizer(
             unused for NullTokenizer.
         vocab_size: required for NullTokenizer (ids ``0..vocab_size``, EOD ``vocab_size``); for the
             others, when given, it must equal the model's vocabulary size (a check, not a setting).
-        english_clone: double the vocabulary into English + English-Clone (``english_clone.py``).
+        english_clone: double the vocabulary into English + English-Clone (``text.tokenizers.english_clone``).
 
     Returns:
         A ``TextTokenizer``; an ``EnglishCloneTokenizer`` when ``english_clone``.
