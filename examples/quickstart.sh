@@ -9,4 +9,4 @@ bash tools/setup_env.sh
 . .venv/bin/activate
 # Library warnings off (Megatron-Core's TE/Apex ones among them): setup_env.sh said once what is installed.
 export PYTHONWARNINGS=ignore
-python examples/english_clone/run.py --preset tiny --output-dir "${OUT:-runs/english_clone_tiny}"
+python examples/experiment/run.py --preset tiny --output-dir "${OUT:-runs/english_clone_tiny}"

@@ -1,8 +1,8 @@
 """Checks of the committed English / English-Clone data files (no network, no rebuilding).
 
-``examples/english_clone/data/`` holds ``corpus.jsonl.gz`` (English paragraphs with their source),
+``examples/experiment/clone/data/`` holds ``corpus.jsonl.gz`` (English paragraphs with their source),
 ``brown_genres.jsonl.gz`` (labelled Brown paragraphs) and the README that documents both; the files
-are made by ``examples/english_clone/build_corpus.py``. These tests read the committed bytes and
+are made by ``examples/experiment/clone/build_corpus.py``. These tests read the committed bytes and
 check them against each other and against the README's numbers.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[2] / "examples" / "english_clone" / "data"
+DATA = Path(__file__).resolve().parents[2] / "examples" / "experiment" / "clone" / "data"
 CORPUS = DATA / "corpus.jsonl.gz"
 LABELLED = DATA / "brown_genres.jsonl.gz"
 README = DATA / "README.md"
@@ -93,7 +93,7 @@ def _assert_prose(text):
 
 def test_files_exist_and_are_small():
     for path in (CORPUS, LABELLED, README):
-        assert path.is_file(), f"{path} missing: run examples/english_clone/build_corpus.py"
+        assert path.is_file(), f"{path} missing: run examples/experiment/clone/build_corpus.py"
     assert CORPUS.stat().st_size < MAX_BYTES
     assert LABELLED.stat().st_size < MAX_BYTES
 
@@ -194,7 +194,7 @@ def test_no_paragraph_in_both_files(corpus, corpus_keys, labelled):
 def test_the_build_script_renders_the_committed_readme(corpus, labelled, readme):
     """``build_corpus.render_readme``, given the counts and hashes of the committed files, writes the
     committed README byte for byte: the script that made the data still describes it the same way."""
-    from examples.english_clone import build_corpus
+    from examples.experiment.clone import build_corpus
 
     per_source = defaultdict(list)
     for rec in corpus:

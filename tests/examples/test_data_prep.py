@@ -4,7 +4,7 @@ import gzip
 
 import pytest
 
-from examples.english_clone.data_prep import CorpusError, read_jsonl
+from examples.experiment.clone.data_prep import CorpusError, read_jsonl
 
 
 def test_corpus_records_need_a_string_text_field_and_problems_name_the_line(tmp_path):

@@ -28,10 +28,11 @@ RUNNER = """
 import sys
 sys.path.insert(0, {repo!r})
 from pathlib import Path
-from examples.english_clone import data_prep, report
-from examples.english_clone.pipeline import Pipeline
-from examples.english_clone.presets import PRESETS
-from examples.english_clone.run import build_steps
+from examples.experiment import report
+from examples.experiment.clone import data_prep
+from examples.experiment.pipeline import Pipeline
+from examples.experiment.presets import PRESETS
+from examples.experiment.run import build_steps
 preset = PRESETS["tiny"].replace(**{toy!r})
 out = Path({out!r})
 pipeline = Pipeline(out, quiet=True)
@@ -127,7 +128,7 @@ def test_interrupted_run_resumes_to_the_same_results(complete_run, tmp_path):
 def test_run_logged_tees_output_and_counts_rates_from_the_first_report(tmp_path, capsys):
     """A resumed run first reports iteration 400 of 500: the bar starts there (a rate counted from
     0 would claim hundreds of iterations in no time), and a failure raises with the log's tail."""
-    from examples.english_clone.pipeline import StepFailed, run_logged
+    from examples.experiment.pipeline import StepFailed, run_logged
 
     script = ("import time\nfor i in (400, 420, 440):\n"
               "    print(f' iteration {i:>5}/  500 | loss 1.0', flush=True); time.sleep(0.3)\n")

@@ -1,7 +1,7 @@
 """Checks of the committed German, Spanish and Chinese corpora (no network, no rebuilding), and of the
-text-cleaning functions of ``examples/real_languages/build_corpora.py`` on hand-made fixtures.
+text-cleaning functions of ``examples/experiment/real/build_corpora.py`` on hand-made fixtures.
 
-``examples/real_languages/data/`` holds ``{de,es,zh}.jsonl.gz`` (one paragraph per line with its source),
+``examples/experiment/real/data/`` holds ``{de,es,zh}.jsonl.gz`` (one paragraph per line with its source),
 ``excluded_texts.txt.gz`` (hashes of the test-set texts kept out of them) and the README section
 "## Monolingual corpora (de, es, zh)" that documents them. These tests read the committed bytes and check
 them against each other, against the README's numbers and against the build's own filters.
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from examples.real_languages import build_corpora as bc
+from examples.experiment.real import build_corpora as bc
 from megatron_prealign.errors import PreAlignError
 
-DATA = Path(__file__).resolve().parents[2] / "examples" / "real_languages" / "data"
+DATA = Path(__file__).resolve().parents[2] / "examples" / "experiment" / "real" / "data"
 README = DATA / "README.md"
 EXCLUDED = DATA / "excluded_texts.txt.gz"
 LANG_SOURCES = {
@@ -88,7 +88,7 @@ def test_files_exist_and_are_small():
     total = 0
     for name in ("de.jsonl.gz", "es.jsonl.gz", "zh.jsonl.gz", "excluded_texts.txt.gz"):
         path = DATA / name
-        assert path.is_file(), f"{path} missing: run examples/real_languages/build_corpora.py"
+        assert path.is_file(), f"{path} missing: run examples/experiment/real/build_corpora.py"
         assert path.stat().st_size < bc.MAX_GZ_BYTES
         raw = path.read_bytes()
         assert raw[:2] == b"\x1f\x8b" and raw[3] == 0 and raw[4:8] == b"\0\0\0\0"  # no name, mtime 0

@@ -1,9 +1,9 @@
 """Checks of the committed real-language dictionaries (no network, no rebuilding).
 
-``examples/real_languages/data/dictionaries/`` holds ``en-de.tsv.gz``, ``en-es.tsv.gz``,
+``examples/experiment/real/data/dictionaries/`` holds ``en-de.tsv.gz``, ``en-es.tsv.gz``,
 ``en-zh.tsv.gz`` (pair files), ``en-de-es.jsonl.gz`` (multi-way, joined through English) and
-``counts.json``, made by ``examples/real_languages/build_dictionaries.py`` and documented in
-``examples/real_languages/data/README.dictionaries.md``. These tests load the committed bytes with the
+``counts.json``, made by ``examples/experiment/real/build_dictionaries.py`` and documented in
+``examples/experiment/real/data/README.dictionaries.md``. These tests load the committed bytes with the
 project's loader and check them against each other, the English corpus and the README's numbers.
 """
 
@@ -19,10 +19,10 @@ from megatron_prealign.preprocess.lexicon import SINGLE_WORD, corpus_word_counts
 from megatron_prealign.text.dictionary import load_dictionary
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / "examples" / "real_languages" / "data"
+DATA = ROOT / "examples" / "experiment" / "real" / "data"
 DICTS = DATA / "dictionaries"
 README = DATA / "README.dictionaries.md"
-CORPUS = ROOT / "examples" / "english_clone" / "data" / "corpus.jsonl.gz"
+CORPUS = ROOT / "examples" / "experiment" / "clone" / "data" / "corpus.jsonl.gz"
 PAIRS = ("en-de", "en-es", "en-zh")
 MULTIWAY = "en-de-es"
 FILES = {**{name: f"{name}.tsv.gz" for name in PAIRS}, MULTIWAY: f"{MULTIWAY}.jsonl.gz"}

@@ -1,8 +1,8 @@
 """Checks of the committed parallel text and of the transfer / retrieval splits drawn from it.
 
-``examples/real_languages/data/`` holds ``bible_en_es.jsonl.gz`` (verse-aligned KJV / Reina-Valera
+``examples/experiment/real/data/`` holds ``bible_en_es.jsonl.gz`` (verse-aligned KJV / Reina-Valera
 1909) and ``debian_reference.jsonl.gz`` (Debian Reference paragraphs in en/de/es/zh), made by
-``examples/real_languages/build_parallel.py`` and described in ``README.parallel.md``. The tests read
+``examples/experiment/real/build_parallel.py`` and described in ``README.parallel.md``. The tests read
 only the committed bytes (and tiny hand-made files for the error cases); nothing is downloaded.
 """
 
@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from examples.real_languages import build_parallel, tasks
+from examples.experiment.real import build_parallel, tasks
 from megatron_prealign.errors import PreAlignError
 
 DATA = tasks.DATA

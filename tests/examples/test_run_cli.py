@@ -35,7 +35,7 @@ def test_a_second_run_on_the_same_output_dir_is_refused(tmp_path):
     holder = python("-c", HOLDER, out / ".lock")
     try:
         assert holder.stdout.readline().strip() == "locked"
-        second = python("examples/english_clone/run.py", "--output-dir", out, "--seeds", "1")
+        second = python("examples/experiment/run.py", "--output-dir", out, "--seeds", "1")
         try:
             stdout, stderr = second.communicate(timeout=120)  # old code: trains into the same dir
         finally:
@@ -54,7 +54,7 @@ def test_a_second_run_on_the_same_output_dir_is_refused(tmp_path):
 def test_a_failed_step_is_never_complete_and_the_next_run_redoes_it(tmp_path, capsys):
     """A failing ordinary step leaves its ``.partial`` directory (with its log) and no done.json;
     the next run deletes the ``.partial`` and starts the step afresh."""
-    from examples.english_clone.pipeline import Pipeline, Step, StepFailed
+    from examples.experiment.pipeline import Pipeline, Step, StepFailed
 
     def failing(out, inputs):
         (out / "half.bin").write_bytes(b"half")
@@ -99,7 +99,7 @@ PREALIGN = {"clone_ppl": [181.38792332912928], "english_ppl": [114.6550761425833
 def test_the_headline_has_the_seven_numbers_per_arm_and_the_path_of_results_md(tmp_path):
     """The values of a finished tiny run (/tmp/qs_before): seven rows in a fixed order, one column
     per arm in results.json's order, nothing else of results.md, then where the full report is."""
-    from examples.english_clone.run import headline
+    from examples.experiment.run import headline
 
     text = headline(tiny_results(joint=JOINT, prealign=PREALIGN), tmp_path)
     lines = text.splitlines()
@@ -121,7 +121,7 @@ def test_the_headline_has_the_seven_numbers_per_arm_and_the_path_of_results_md(t
 
 
 def test_the_headline_over_several_seeds_gives_mean_and_std_and_says_what_is_missing(tmp_path):
-    from examples.english_clone.run import headline
+    from examples.experiment.run import headline
 
     prealign = {"clone_ppl": [174.0, 169.0, 170.0], "english_ppl": [113.0, float("nan"), 112.0],
                 "transfer_clone": [0.25, 0.25, 0.28]}
@@ -138,8 +138,9 @@ def test_the_headline_over_several_seeds_gives_mean_and_std_and_says_what_is_mis
 def test_run_prints_the_headline_last_not_the_full_table(tmp_path, monkeypatch, capsys):
     """run() ends with the headline read back from results.json, and results.json/results.md are the
     report's own (the headline changes what is printed, never what is written)."""
-    from examples.english_clone import data_prep, report, run
-    from examples.english_clone.presets import PRESETS
+    from examples.experiment import report, run
+    from examples.experiment.clone import data_prep
+    from examples.experiment.presets import PRESETS
 
     results = tiny_results(joint=JOINT, prealign=PREALIGN)
 

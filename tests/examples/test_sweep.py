@@ -11,8 +11,9 @@ import math
 import matplotlib.image
 import pytest
 
-from examples.english_clone import data_prep, evaluate_step, sweep, training_steps
-from examples.english_clone.presets import PRESETS
+from examples.experiment import evaluate_step, sweep, training_steps
+from examples.experiment.clone import data_prep
+from examples.experiment.presets import PRESETS
 
 BEST_LR = {"joint": 4e-3, "prealign": 1e-3}
 GRID = sweep.Grid(
@@ -148,9 +149,9 @@ def test_selection_loss_reads_the_last_validation(tmp_path):
 
 
 def test_checkpoint_evaluations_give_metrics_against_tokens(tmp_path, monkeypatch):
-    from examples.english_clone import report
-    from examples.english_clone.dag import build_steps
-    from examples.english_clone.pipeline import Pipeline
+    from examples.experiment import report
+    from examples.experiment.dag import build_steps
+    from examples.experiment.pipeline import Pipeline
 
     calls = StandIns(monkeypatch)
     preset = PRESETS["long"].replace(train_iters=30, eval_interval=5, checkpoint_evals=10)

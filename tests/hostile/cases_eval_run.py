@@ -1,5 +1,5 @@
 """Hostile inputs of the evaluation tool (``tools/evaluate.py``) and the experiment runner
-(``examples/english_clone/run.py``). The evaluation rows use a tiny random Hugging Face Llama with a
+(``examples/experiment/run.py``). The evaluation rows use a tiny random Hugging Face Llama with a
 word-level tokenizer (64 ids), made in the row's setup."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.hostile.harness import Case
 
 EVALUATE = "tools/evaluate.py"
-RUN = "examples/english_clone/run.py"
+RUN = "examples/experiment/run.py"
 VOCAB = 64
 
 

@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from examples.english_clone.pipeline import run_logged
+from examples.experiment.pipeline import run_logged
 
 REPO = Path(__file__).resolve().parents[2]
 ARMS = {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Where does PreAlign beat joint training? Named variants x arms x seeds through the experiment.
 
-    python examples/english_clone/sweep.py --grid cpu --seeds 1,2 --output-dir runs/sweep
+    python examples/experiment/sweep.py --grid cpu --seeds 1,2 --output-dir runs/sweep
 
 For every variant (a set of preset overrides: tied output embedding, which levels stage 1 aligns,
 the alignment loss weights, the code-switching ratio, stage-1 length, more tokens) and every arm:
@@ -45,11 +45,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from examples.english_clone import dag, data_prep, training_steps  # noqa: E402
-from examples.english_clone.cli import experiment_lock, parse_list, report_errors  # noqa: E402
-from examples.english_clone.pipeline import Pipeline  # noqa: E402
-from examples.english_clone.presets import AUTHORS_CODE, PAPER_WEIGHTS, PRESETS, Preset  # noqa: E402
-from examples.english_clone.report import mean_std, read_log  # noqa: E402
+from examples.experiment import dag, training_steps  # noqa: E402
+from examples.experiment.cli import experiment_lock, parse_list, report_errors  # noqa: E402
+from examples.experiment.clone import data_prep  # noqa: E402
+from examples.experiment.pipeline import Pipeline  # noqa: E402
+from examples.experiment.presets import AUTHORS_CODE, PAPER_WEIGHTS, PRESETS, Preset  # noqa: E402
+from examples.experiment.report import mean_std, read_log  # noqa: E402
 from megatron_prealign.evaluation.report import markdown_table  # noqa: E402
 from megatron_prealign.files import atomic_open  # noqa: E402
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The English / English-Clone experiment, end to end: PreAlign vs joint training.
 
-    python examples/english_clone/run.py --preset tiny --output-dir runs/tiny
+    python examples/experiment/run.py --preset tiny --output-dir runs/tiny
 
 runs corpus -> SentencePiece tokenizer -> English and clone shards -> English<->Clone dictionaries
 -> stage 1 -> code-switched shards -> stage 2 (every arm, every seed) -> Hugging Face conversion ->
@@ -50,11 +50,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from examples.english_clone import data_prep, training_steps  # noqa: E402
-from examples.english_clone.cli import experiment_lock, parse_list, report_errors  # noqa: E402
-from examples.english_clone.dag import build_steps  # noqa: E402,F401  (tests import it from here)
-from examples.english_clone.pipeline import Pipeline  # noqa: E402
-from examples.english_clone.presets import PRESETS  # noqa: E402
+from examples.experiment import training_steps  # noqa: E402
+from examples.experiment.cli import experiment_lock, parse_list, report_errors  # noqa: E402
+from examples.experiment.clone import data_prep  # noqa: E402
+from examples.experiment.dag import build_steps  # noqa: E402,F401  (tests import it from here)
+from examples.experiment.pipeline import Pipeline  # noqa: E402
+from examples.experiment.presets import PRESETS  # noqa: E402
 from megatron_prealign.evaluation.report import markdown_table  # noqa: E402
 
 
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
 
 
 def run(preset, corpus: Path, output_dir: Path) -> int:
-    from examples.english_clone import report
+    from examples.experiment import report
 
     data_prep.check_corpus(corpus, [preset])  # before anything is written
     with experiment_lock(output_dir):

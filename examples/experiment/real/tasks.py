@@ -1,6 +1,6 @@
 """Labelled transfer tasks and sentence-retrieval sets on the committed parallel text.
 
-Two files in ``examples/real_languages/data/`` (made by ``build_parallel.py``) hold the data:
+Two files in ``examples/experiment/real/data/`` (made by ``build_parallel.py``) hold the data:
 
 * ``bible_en_es.jsonl.gz``: verse-aligned King James Version and Reina-Valera 1909, one verse a line:
   ``{"key": "Genesis 1:1", "book": "Genesis", "group": "law", "en": ..., "es": ...}``.
@@ -108,7 +108,7 @@ def text_key(text: str) -> str:
 def _read_jsonl_gz(path: Path) -> Iterable[Tuple[int, dict]]:
     path = Path(path)
     if not path.is_file():
-        raise ParallelDataError(f"{path}: file not found (rebuild it with examples/real_languages/build_parallel.py)")
+        raise ParallelDataError(f"{path}: file not found (rebuild it with examples/experiment/real/build_parallel.py)")
     try:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):

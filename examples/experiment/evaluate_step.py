@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from examples.english_clone import facts
-from examples.english_clone.pipeline import run_logged
+from examples.experiment.clone import facts
+from examples.experiment.pipeline import run_logged
 from megatron_prealign.text.tokenizers.english_clone import CLONE_TAG
 
 REPO = Path(__file__).resolve().parents[2]

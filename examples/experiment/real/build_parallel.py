@@ -4,7 +4,7 @@ position-aligned Debian Reference paragraphs in English, German, Spanish and Chi
 
 Usage (from the repository root, on a Debian 12 machine that can reach apt)::
 
-    python examples/real_languages/build_parallel.py --output-dir examples/real_languages/data
+    python examples/experiment/real/build_parallel.py --output-dir examples/experiment/real/data
 
 Writes, each atomically and byte-for-byte reproducibly:
 
@@ -50,12 +50,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from examples.real_languages import tasks  # noqa: E402
-from examples.real_languages.tasks import ParallelDataError  # noqa: E402
+from examples.experiment.real import tasks  # noqa: E402
+from examples.experiment.real.tasks import ParallelDataError  # noqa: E402
 
 # --------------------------------------------------------------------------------------------------
 # Pinned inputs
@@ -494,8 +494,8 @@ def render_readme(stats: dict) -> str:
     add = L.append
     add("## Parallel text and labelled tasks")
     add("")
-    add("Made by `examples/real_languages/build_parallel.py`; the splits and retrieval sets are computed from "
-        "these files by `examples/real_languages/tasks.py` (seeded hashes, no random state).")
+    add("Made by `examples/experiment/real/build_parallel.py`; the splits and retrieval sets are computed from "
+        "these files by `examples/experiment/real/tasks.py` (seeded hashes, no random state).")
     add("")
     add("| file | lines | bytes (gzip) | sha256 |")
     add("|---|---:|---:|---|")
@@ -555,7 +555,7 @@ def render_readme(stats: dict) -> str:
     add(f"| **total** | | **{_n(tot['paragraphs'])}** | **{_n(tot['de'])}** | **{_n(tot['es'])}** | "
         f"**{_n(tot['zh'])}** |")
     add("")
-    add("### Tasks and splits (`examples/real_languages/tasks.py`)")
+    add("### Tasks and splits (`examples/experiment/real/tasks.py`)")
     add("")
     b, d, r = stats["bible_split"], stats["debref_split"], stats["retrieval"]
     add(f"- **Bible book groups** (`bible_transfer_task`), 6 classes, split **by book**: within each group, books "
@@ -596,7 +596,7 @@ def render_readme(stats: dict) -> str:
     add("### Rebuild")
     add("")
     add("```bash")
-    add("python examples/real_languages/build_parallel.py --output-dir examples/real_languages/data "
+    add("python examples/experiment/real/build_parallel.py --output-dir examples/experiment/real/data "
         "--cache-dir /tmp/parallel/cache")
     add("```")
     add("")

@@ -33,7 +33,7 @@ from typing import Dict, List
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_CORPUS = DATA_DIR / "corpus.jsonl.gz"
 TRANSFER_DATA = DATA_DIR / "brown_genres.jsonl.gz"
@@ -42,8 +42,8 @@ SPLITS = ("train", "valid", "heldout")
 """Per language: training documents, validation (curves, lr selection), held-out test documents."""
 
 sys.path.insert(0, str(REPO))
-from examples.english_clone.facts import GROUPS, insert_facts, make_facts, renderings  # noqa: E402
-from examples.english_clone.pipeline import StepFailed  # noqa: E402
+from examples.experiment.clone.facts import GROUPS, insert_facts, make_facts, renderings  # noqa: E402
+from examples.experiment.pipeline import StepFailed  # noqa: E402
 from megatron_prealign.files import InputFileError, iter_jsonl  # noqa: E402
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from examples.english_clone import data_prep, evaluate_step, training_steps
-from examples.english_clone.pipeline import Step
+from examples.experiment import evaluate_step, training_steps
+from examples.experiment.clone import data_prep
+from examples.experiment.pipeline import Step
 from megatron_prealign.text.tokenizers.base import sha256_file
 
 
