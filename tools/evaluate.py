@@ -6,7 +6,8 @@ a Hugging Face directory (``tools/convert_to_hf.py`` output or any local LlamaFo
     python tools/evaluate.py --model prealign=ckpt/prealign --model joint=out/hf_joint \
         --perplexity en=data/en_valid.jsonl clone=data/clone_valid_text_document \
         --alignment-dictionary heldout=data/dict_heldout.jsonl \
-        --knowledge data/facts.jsonl --transfer data/task.jsonl --output out/eval
+        --knowledge data/facts.jsonl --transfer data/task.jsonl \
+        --retrieval bible=data/bible_en_es.jsonl --output out/eval
 
 prints one line per measurement and, last, the Markdown tables, e.g.::
 
@@ -14,6 +15,7 @@ prints one line per measurement and, last, the Markdown tables, e.g.::
     [prealign] alignment heldout: P@1 embedding 0.98 ... output_embedding 0.97
     [prealign] knowledge: transfer 0.62 (n=50), seen 0.96 (n=50), unseen 0.27 (n=50)
     [prealign] transfer: source 0.91, target 0.84 (probe on final_norm)
+    [prealign] retrieval bible: P@1 embedding 0.41 ... final_norm 0.88 (1000 pairs, 3 texts truncated)
     ...
     wrote out/eval/results.json, out/eval/results.md, out/eval/alignment_heldout.png
 
@@ -27,11 +29,13 @@ Input formats (documented in ``megatron_prealign/evaluation``):
   ``{"prompt_ids", "candidate_ids", "answer", "group"}`` (ids).
 * ``--transfer FILE``: JSONL ``{"text" | "ids", "label", "split"}`` with split ``train`` and
   ``source`` (language A) or ``target`` (language B).
+* ``--retrieval NAME=PATH``: JSONL parallel pairs ``{"source": TEXT, "target": ITS TRANSLATION}``,
+  at least two, no source or target text twice (``megatron_prealign/evaluation/retrieval.py``).
 
 Exit status 0; 2 for a flag that cannot be used (a malformed NAME=PATH, a path that does not
 exist); 1 for an input or output problem (an empty or malformed file, ids outside the model's
-vocabulary, a transfer task with one label, an output directory that cannot be written). Inputs
-and the output directory are checked before any model is loaded.
+vocabulary, a transfer task with one label, a retrieval text given twice, an output directory that
+cannot be written). Inputs and the output directory are checked before any model is loaded.
 """
 
 import argparse
@@ -66,7 +70,8 @@ def _named(values, flag):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evaluate.py", allow_abbrev=False,
                                 description="Cross-lingual evaluation suite (perplexity, alignment, "
-                                            "knowledge application, zero-shot transfer).")
+                                            "knowledge application, zero-shot transfer, sentence "
+                                            "retrieval).")
     p.add_argument("--model", action="append", required=True, metavar="NAME=PATH",
                    help="A Megatron checkpoint or Hugging Face directory; repeat for several runs.")
     p.add_argument("--output", required=True, help="Directory for results.json/.md and the plots.")
@@ -88,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-level", default="final_norm", help="Level the probe reads.")
     p.add_argument("--probe-steps", type=int, default=300, help="Probe training steps.")
     p.add_argument("--seed", type=int, default=0, help="Seed of the probe.")
+    p.add_argument("--retrieval", nargs="*", default=[], metavar="NAME=PATH",
+                   help='Parallel pairs (JSONL {"source", "target"}) for sentence-retrieval P@1 '
+                        "per level.")
+    p.add_argument("--retrieval-max-tokens", type=int, default=None,
+                   help="Retrieval texts are cut to this many tokens (default and at most: the "
+                        "model's maximum positions).")
     return p
 
 
@@ -141,6 +152,69 @@ def _transfer_sets(path, records, tokenizer, vocab_size):
     return sets
 
 
+RETRIEVAL_SIDES = ("source", "target")
+RETRIEVAL_RECORD = '{"source": TEXT, "target": ITS TRANSLATION}'
+
+
+def _retrieval_pairs(path):
+    """``[(line, record)]`` of a ``--retrieval`` file, checked before any model is loaded: at least
+    two pairs, every text a non-blank string, no text twice on one side (two identical texts get
+    the same vector, and P@1 between them is ill-defined)."""
+    from megatron_prealign.evaluation.inputs import EvalDataError, read_jsonl
+
+    records = read_jsonl(path)
+    if not records:
+        raise EvalDataError(f"{path}: the file is empty; give one JSONL record {RETRIEVAL_RECORD} "
+                            "per line")
+    first_line = {side: {} for side in RETRIEVAL_SIDES}  # text -> the line it first appears on
+    for n, record in records:
+        for side in RETRIEVAL_SIDES:
+            if side not in record:
+                raise EvalDataError(f'{path}:{n}: no "{side}" field; a record is {RETRIEVAL_RECORD}')
+            text = record[side]
+            if not isinstance(text, str):
+                raise EvalDataError(f'{path}:{n}: "{side}" must be a string, got {type(text).__name__}')
+            if not text.strip():
+                raise EvalDataError(f'{path}:{n}: the "{side}" text is empty')
+            if text in first_line[side]:
+                raise EvalDataError(f"{path}:{n}: the same {side} text as on line "
+                                    f"{first_line[side][text]}: identical texts get the same vector, "
+                                    "so P@1 between them is ill-defined; keep one of the pairs")
+            first_line[side][text] = n
+    if len(records) < 2:
+        raise EvalDataError(f"{path}: a single pair; retrieval needs at least two (chance is 1/pairs)")
+    return records
+
+
+def _retrieval_ids(path, side, numbered_texts, tokenizer, vocab_size, limit):
+    """Token ids of one side's ``[(line, text)]``; a text with no token, an id outside the
+    vocabulary or two texts with the same ids once cut to ``limit`` tokens is refused."""
+    from megatron_prealign.evaluation.inputs import EvalDataError, check_token_ids
+    from megatron_prealign.evaluation.retrieval import first_duplicate, truncate_texts
+    from megatron_prealign.text.tokenizers.base import TokenizerError
+
+    sequences = []
+    for n, text in numbered_texts:
+        try:
+            ids = list(tokenizer.tokenize(text))
+        except TokenizerError as err:
+            raise EvalDataError(f"{path}:{n}: {err}") from err
+        if not ids:
+            raise EvalDataError(f'{path}:{n}: the "{side}" text has no token')
+        check_token_ids(ids, vocab_size, f"{path}:{n}")
+        sequences.append(ids)
+    cut, _ = truncate_texts(sequences, limit)
+    duplicate = first_duplicate(cut)
+    if duplicate is not None:
+        first, second = (numbered_texts[i][0] for i in duplicate)
+        same = "the same ids" if cut[duplicate[1]] == tuple(sequences[duplicate[1]]) \
+            else f"the same first {limit} tokens (the limit: --retrieval-max-tokens or the model's positions)"
+        raise EvalDataError(f"{path}:{second}: the {side} text has {same} as on line {first}: they "
+                            "get the same vector, so P@1 between them is ill-defined; keep one of "
+                            "the pairs")
+    return sequences
+
+
 def _check_perplexity_input(lang, path):
     from megatron_prealign.evaluation.inputs import EvalDataError, has_content
     from megatron_prealign.evaluation.perplexity import check_shard_input
@@ -161,7 +235,8 @@ def check_inputs(args) -> None:
     from megatron_prealign.evaluation.inputs import EvalDataError, read_jsonl
 
     for flag, least in (("max_tokens", 1), ("batch_size", 1), ("alignment_max_words", 1),
-                        ("probe_steps", 1), ("seq_length", 2)):  # a window predicts from token 2 on
+                        ("probe_steps", 1), ("retrieval_max_tokens", 1),
+                        ("seq_length", 2)):  # a window predicts from token 2 on
         value = getattr(args, flag)
         if value is not None and value < least:
             raise FlagError(f"--{flag.replace('_', '-')} must be at least {least}, got {value}")
@@ -173,7 +248,8 @@ def check_inputs(args) -> None:
     for flag, paths in (("--alignment-dictionary",
                          _named(args.alignment_dictionary, "--alignment-dictionary").values()),
                         ("--knowledge", [args.knowledge] if args.knowledge else []),
-                        ("--transfer", [args.transfer] if args.transfer else [])):
+                        ("--transfer", [args.transfer] if args.transfer else []),
+                        ("--retrieval", _named(args.retrieval, "--retrieval").values())):
         for path in paths:
             if not os.path.isfile(path):
                 raise FlagError(f"{flag} {path}: no such file")
@@ -182,6 +258,8 @@ def check_inputs(args) -> None:
                             '{"prompt", "candidates", "answer", "group"}')
     if args.transfer:
         _transfer_records(args.transfer)
+    for path in _named(args.retrieval, "--retrieval").values():
+        _retrieval_pairs(path)
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise OutputError(f"--output {args.output}: a regular file, not a directory; give a directory "
                           "(it is created if missing)")
@@ -208,6 +286,9 @@ def evaluate_model(name, path, args, log=print):
         run["knowledge"] = _measure_knowledge(name, model, tokenizer, args, log)
     if args.transfer:
         run["transfer"] = _measure_transfer(name, model, tokenizer, args, log)
+    retrievals = _measure_retrieval(name, model, tokenizer, args, log)
+    if retrievals:
+        run["retrieval"] = retrievals
     return run
 
 
@@ -292,6 +373,29 @@ def _measure_transfer(name, model, tokenizer, args, log):
         f"{result['target_accuracy']:.2f} (probe on {result['level']}, chance "
         f"{result['chance']:.2f})")
     return result
+
+
+def _measure_retrieval(name, model, tokenizer, args, log):
+    """``{set: {"pairs", "truncated", "levels"}}`` for every ``--retrieval`` file."""
+    from megatron_prealign.evaluation.inputs import EvalDataError
+    from megatron_prealign.evaluation.retrieval import evaluate_retrieval, token_limit
+
+    results = {}
+    limit = token_limit(model, args.retrieval_max_tokens)
+    for set_name, path in _named(args.retrieval, "--retrieval").items():
+        if tokenizer is None:
+            raise EvalDataError(f"--retrieval {set_name}={path}: the model has no tokenizer")
+        pairs = _retrieval_pairs(path)
+        sources, targets = (_retrieval_ids(path, side, [(n, record[side]) for n, record in pairs],
+                                           tokenizer, model.vocab_size, limit)
+                            for side in RETRIEVAL_SIDES)
+        result = evaluate_retrieval(model, sources, targets, max_tokens=limit,
+                                    batch_size=args.batch_size)
+        results[set_name] = dataclasses.asdict(result)
+        log(f"[{name}] retrieval {set_name}: P@1 " +
+            " ".join(f"{level} {m.p_at_1:.2f}" for level, m in result.levels.items()) +
+            f" ({result.pairs} pairs, {result.truncated} texts truncated)")
+    return results
 
 
 def main(argv=None) -> int:

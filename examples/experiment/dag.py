@@ -19,7 +19,11 @@ from typing import Optional
 from examples.experiment import evaluate_step, training_steps
 from examples.experiment.clone import data_prep
 from examples.experiment.pipeline import Step
+from examples.experiment.real import data_prep as real_data
+from examples.experiment.real import tasks as real_tasks
 from megatron_prealign.text.tokenizers.base import sha256_file
+
+LANGUAGE_NAMES = {"clone": "Clone", "de": "German", "es": "Spanish", "zh": "Chinese"}
 
 
 def file_digest(path: Path) -> str:
@@ -37,6 +41,13 @@ class DataSteps:
 
 
 def data_steps(preset, corpus: Path) -> DataSteps:
+    """The shared data steps of the preset's setting (``corpus``: the English corpus)."""
+    if preset.setting == "real":
+        return _real_data_steps(preset, corpus)
+    return _clone_data_steps(preset, corpus)
+
+
+def _clone_data_steps(preset, corpus: Path) -> DataSteps:
     P = dict  # noqa: N806  (params as plain dicts keep keys stable and readable)
     corpus_step = Step("corpus", "data | corpus split and facts",
                        P(corpus=file_digest(corpus), max_paragraphs=preset.max_paragraphs,
@@ -64,10 +75,49 @@ def data_steps(preset, corpus: Path) -> DataSteps:
     return DataSteps(corpus_step, tokenizer, shards, dictionaries, codeswitch, transfer)
 
 
+def _real_data_steps(preset, corpus: Path) -> DataSteps:
+    """The same steps on English and real languages (``real/data_prep.py``); every step's key holds
+    the pair, through the corpus step's parameters or its own."""
+    P = dict  # noqa: N806
+    targets = "+".join(LANGUAGE_NAMES[t] for t in preset.targets)
+    sources = [corpus] + [real_data.corpus_file(t) for t in preset.targets]
+    corpus_step = Step("corpus", f"data | English and {targets}: corpus split and facts",
+                       P(setting="real", pair=preset.pair, corpus=[file_digest(c) for c in sources],
+                         max_paragraphs=preset.max_paragraphs, target_paragraphs=preset.target_paragraphs,
+                         heldout=preset.heldout_paragraphs, valid=preset.valid_paragraphs,
+                         subjects=preset.subjects_per_group,
+                         reps=(preset.fact_repetitions_en, preset.fact_repetitions_clone)),
+                       lambda out, inp: real_data.corpus_step(preset, corpus, out, inp), cost=5)
+    tokenizer = Step("tokenizer", "data | SentencePiece tokenizer (all languages)", P(vocab=preset.vocab_size),
+                     lambda out, inp: real_data.tokenizer_step(preset, out, inp),
+                     {"corpus": corpus_step}, cost=10)
+    shards = Step("shards", f"data | English and {targets} shards", P(), lambda out, inp:
+                  real_data.shards_step(preset, out, inp), {"corpus": corpus_step, "tokenizer": tokenizer},
+                  cost=30)
+    dictionaries = Step("dictionaries", f"data | English<->{targets} dictionaries (corpus-attested)",
+                        P(dictionary=file_digest(real_data.dictionary_file(preset.pair)),
+                          min_count=preset.min_word_count, min_target=preset.min_target_count,
+                          unseen=preset.unseen_share, dev=preset.dev_words),
+                        lambda out, inp: real_data.dictionaries_step(preset, out, inp),
+                        {"corpus": corpus_step}, cost=10)
+    codeswitch = Step("codeswitch", f"data | code-switched English shard (p={preset.codeswitch_ratio})",
+                      P(p=preset.codeswitch_ratio), lambda out, inp: real_data.codeswitch_step(preset, out, inp),
+                      {"corpus": corpus_step, "tokenizer": tokenizer, "dictionaries": dictionaries}, cost=30)
+    transfer = Step("transfer", "data | transfer tasks and retrieval sets (parallel text)",
+                    P(pair=preset.pair, train=preset.transfer_train_per_class,
+                      test=preset.transfer_test_per_class, retrieval=preset.retrieval_pairs,
+                      data=[file_digest(real_tasks.DEBIAN_REFERENCE_FILE), file_digest(real_tasks.BIBLE_FILE)]),
+                    lambda out, inp: real_data.transfer_step(preset, out, inp), cost=3)
+    return DataSteps(corpus_step, tokenizer, shards, dictionaries, codeswitch, transfer)
+
+
 def model_params(preset) -> dict:
-    return dict(layers=preset.num_layers, hidden=preset.hidden_size, ffn=preset.ffn_hidden_size,
-                heads=preset.num_attention_heads, seq=preset.seq_length, untie=preset.untie_embeddings,
-                nproc=preset.nproc)
+    params = dict(layers=preset.num_layers, hidden=preset.hidden_size, ffn=preset.ffn_hidden_size,
+                  heads=preset.num_attention_heads, seq=preset.seq_length, untie=preset.untie_embeddings,
+                  nproc=preset.nproc)
+    if preset.tensor_parallel > 1:  # only when set, so the keys of existing runs stay as they were
+        params["tp"] = preset.tensor_parallel
+    return params
 
 
 def stage1(preset, seed: int, data: DataSteps, label: str = "") -> Step:
@@ -78,7 +128,8 @@ def stage1(preset, seed: int, data: DataSteps, label: str = "") -> Step:
                      wd=preset.weight_decay, clip=preset.clip_grad),
                 lambda out, inp: training_steps.stage1_step(preset, seed, out, inp),
                 {"tokenizer": data.tokenizer, "dictionaries": data.dictionaries},
-                cost=preset.stage1_iters * preset.stage1_entries / 300, resumable=True)
+                cost=preset.stage1_iters * preset.stage1_entries / 300, resumable=True,
+                command=lambda out, inp: training_steps.stage1_command(preset, seed, out, inp))
 
 
 def stage2(preset, arm: str, seed: int, data: DataSteps, label: str = "") -> Step:
@@ -90,7 +141,7 @@ def stage2(preset, arm: str, seed: int, data: DataSteps, label: str = "") -> Ste
     params = dict(model=model_params(preset), arm=arm, seed=seed, iters=preset.train_iters,
                   mbs=preset.micro_batch_size, gbs=preset.global_batch_size, lr=preset.lr,
                   min_lr=preset.min_lr_ratio, warmup=preset.warmup_iters, wd=preset.weight_decay,
-                  clip=preset.clip_grad, clone_share=preset.clone_share,
+                  clip=preset.clip_grad, target_share=preset.target_share,
                   eval=(preset.eval_interval, preset.eval_iters))
     if spec["init"]:  # settings an arm does not use stay out of its key, so arms can share runs
         inputs["stage1"] = stage1(preset, seed, data, label)
@@ -100,7 +151,8 @@ def stage2(preset, arm: str, seed: int, data: DataSteps, label: str = "") -> Ste
                 params,
                 lambda out, inp: training_steps.stage2_step(preset, arm, seed, out, inp),
                 inputs, cost=preset.train_iters * preset.global_batch_size * preset.seq_length / 5000,
-                resumable=True)
+                resumable=True,
+                command=lambda out, inp: training_steps.stage2_command(preset, arm, seed, out, inp))
 
 
 def evaluation(preset, arm: str, seed: int, data: DataSteps, stage2_step: Step, label: str = "",

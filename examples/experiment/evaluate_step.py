@@ -23,6 +23,9 @@ from typing import Optional
 
 from examples.experiment.clone import facts
 from examples.experiment.pipeline import run_logged
+from examples.experiment.real import data_prep as real_data
+from examples.experiment.real import facts as real_facts
+from megatron_prealign.evaluation.facts import Fact
 from megatron_prealign.text.tokenizers.english_clone import CLONE_TAG
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,20 +85,100 @@ def evaluate(preset, arm: str, seed: int, out: Path, inputs, iteration: Optional
     run_logged([sys.executable, REPO / "tools" / "convert_to_hf.py",
                 "--load", checkpoint, "--save", hf_dir,
                 "--tokenizer-model", inputs["tokenizer"] / "spm.model"], log, show_progress=False)
-    _write_jsonl(out / "knowledge.jsonl", knowledge_records(inputs["corpus"] / "facts.json"))
-    _write_jsonl(out / "transfer.jsonl", transfer_records(inputs["transfer"]))
-    shards, dictionaries = inputs["shards"], inputs["dictionaries"]
-    run_logged([sys.executable, REPO / "tools" / "evaluate.py", "--model", f"{arm}={hf_dir}",
-                "--output", out / "eval",
-                "--perplexity", f"en={shards / 'en_heldout_text_document'}",
-                f"clone={shards / 'clone_heldout_text_document'}",
-                "--seq-length", preset.seq_length, "--max-tokens", preset.eval_max_tokens,
-                "--alignment-dictionary", *[f"{name}={dictionaries / (name + '.jsonl')}"
-                                            for name in ("dev", "unseen", "strict_unseen")
-                                            if (dictionaries / (name + ".jsonl")).stat().st_size > 0],
-                "--knowledge", out / "knowledge.jsonl", "--transfer", out / "transfer.jsonl",
-                "--seed", seed], log, show_progress=False)
-    results = json.loads((out / "eval" / "results.json").read_text())
-    metrics = metrics_from_results(results["runs"][0])
+    if preset.setting == "real":
+        metrics = _evaluate_real(preset, arm, seed, out, inputs, hf_dir, log)
+    else:
+        metrics = _evaluate_clone(preset, arm, seed, out, inputs, hf_dir, log)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return {"arm": arm, "seed": seed, "iteration": iteration}
+
+
+def _evaluate_command(preset, arm: str, seed: int, hf_dir: Path, output: Path) -> list:
+    return [sys.executable, REPO / "tools" / "evaluate.py", "--model", f"{arm}={hf_dir}", "--output", output,
+            "--seq-length", preset.seq_length, "--max-tokens", preset.eval_max_tokens, "--seed", seed]
+
+
+def _dictionary_flags(dictionaries: Path, names) -> list:
+    present = [f"{name}={dictionaries / (name + '.jsonl')}" for name in names
+               if (dictionaries / (name + ".jsonl")).is_file()
+               and (dictionaries / (name + ".jsonl")).stat().st_size > 0]
+    return ["--alignment-dictionary", *present] if present else []
+
+
+def _evaluate_clone(preset, arm: str, seed: int, out: Path, inputs, hf_dir: Path, log: Path) -> dict:
+    _write_jsonl(out / "knowledge.jsonl", knowledge_records(inputs["corpus"] / "facts.json"))
+    _write_jsonl(out / "transfer.jsonl", transfer_records(inputs["transfer"]))
+    shards = inputs["shards"]
+    run_logged(_evaluate_command(preset, arm, seed, hf_dir, out / "eval") + [
+        "--perplexity", f"en={shards / 'en_heldout_text_document'}",
+        f"clone={shards / 'clone_heldout_text_document'}",
+        *_dictionary_flags(inputs["dictionaries"], ("dev", "unseen", "strict_unseen")),
+        "--knowledge", out / "knowledge.jsonl", "--transfer", out / "transfer.jsonl"], log, show_progress=False)
+    results = json.loads((out / "eval" / "results.json").read_text())
+    return metrics_from_results(results["runs"][0])
+
+
+def _evaluate_real(preset, arm: str, seed: int, out: Path, inputs, hf_dir: Path, log: Path) -> dict:
+    """Perplexity per language, knowledge probed in each target, per-layer P@1, sentence retrieval
+    and the first transfer task in one run of ``tools/evaluate.py``; each further transfer task in a
+    run of its own (the tool takes one task at a time)."""
+    facts_list = [Fact(**f) for f in json.loads((inputs["corpus"] / "facts.json").read_text())]
+    records = []
+    for language in preset.targets:
+        suffix = f"_{language}" if len(preset.targets) > 1 else ""
+        for record in real_facts.knowledge_records(facts_list, language):
+            if record["group"] != "en_only_in_english":
+                record["group"] += suffix
+            elif language != preset.targets[0]:
+                continue  # the English probe once
+            records.append(record)
+    _write_jsonl(out / "knowledge.jsonl", records)
+    shards, transfer = inputs["shards"], inputs["transfer"]
+    tasks = [f"{task}_{language}" for task, language in real_data.transfer_tasks(preset)]
+    retrieval = sorted(transfer.glob("retrieval_*.jsonl"))
+    run_logged(_evaluate_command(preset, arm, seed, hf_dir, out / "eval") + [
+        "--perplexity", *[f"{language}={shards / f'{language}_heldout_text_document'}"
+                          for language in ["en", *preset.targets]],
+        *_dictionary_flags(inputs["dictionaries"], real_data.evaluation_dictionaries(preset)),
+        "--knowledge", out / "knowledge.jsonl", "--transfer", transfer / f"{tasks[0]}.jsonl",
+        *(["--retrieval", *[f"{p.stem[len('retrieval_'):]}={p}" for p in retrieval]] if retrieval else [])],
+        log, show_progress=False)
+    runs = {tasks[0]: json.loads((out / "eval" / "results.json").read_text())["runs"][0]}
+    for task in tasks[1:]:
+        run_logged(_evaluate_command(preset, arm, seed, hf_dir, out / f"eval_{task}") + [
+            "--transfer", transfer / f"{task}.jsonl"], log, show_progress=False)
+        runs[task] = json.loads((out / f"eval_{task}" / "results.json").read_text())["runs"][0]
+    return real_metrics(preset, runs)
+
+
+def real_metrics(preset, runs: dict) -> dict:
+    """The real setting's metric names from the evaluation runs (``{transfer task: run}``; the first
+    run has every other measurement too)."""
+    first = next(iter(runs.values()))
+    metrics = {"english_ppl": first["perplexity"]["en"]["perplexity"]}
+    for language in preset.targets:
+        metrics[f"{language}_ppl"] = first["perplexity"][language]["perplexity"]
+    for task, run in runs.items():
+        name, language = task.rsplit("_", 1)
+        metrics[f"transfer_{name}_english"] = run["transfer"]["source_accuracy"]
+        metrics[f"transfer_{name}_{language}"] = run["transfer"]["target_accuracy"]
+    for group, values in first["knowledge"].items():
+        if isinstance(values, dict) and "accuracy" in values and group != "all":  # groups only
+            metrics[f"knowledge_{group}"] = values["accuracy"]
+    for name in real_data.evaluation_dictionaries(preset):
+        if name in first.get("alignment", {}):
+            report_name = name.replace("dev", "heldout", 1)
+            _level_metrics(metrics, "align_p1", first["alignment"][name]["levels"], report_name)
+    for name, result in first.get("retrieval", {}).items():
+        _level_metrics(metrics, "retrieval_p1", result["levels"], name)
+    return metrics
+
+
+def _level_metrics(metrics: dict, prefix: str, levels: dict, name: str) -> None:
+    """``{prefix}_{level}_{name}`` for every level, and the middle and last layer by those names."""
+    layers = [level for level in levels if level.startswith("layer")]
+    for level, values in levels.items():
+        metrics[f"{prefix}_{level}_{name}"] = values["p_at_1"]
+    if "final_norm" in levels:
+        metrics[f"{prefix}_last_layer_{name}"] = levels["final_norm"]["p_at_1"]
+    metrics[f"{prefix}_middle_layer_{name}"] = levels[layers[len(layers) // 2 - 1]]["p_at_1"] if layers else None

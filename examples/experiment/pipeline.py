@@ -51,6 +51,8 @@ class Step:
     inputs: Dict[str, "Step"] = field(default_factory=dict)
     cost: float = 1.0  # relative cost estimate (seconds on the reference machine)
     resumable: bool = False
+    command: Optional[Callable[[Path, Dict[str, Path]], list]] = None
+    """For steps that launch one command (training): that command line, for ``Pipeline.plan``."""
 
     @property
     def key(self) -> str:
@@ -83,6 +85,18 @@ class Pipeline:
 
     def result(self, step: Step) -> dict:
         return json.loads((self.directory(step) / DONE).read_text())
+
+    def plan(self, targets: Sequence[Step]) -> List[str]:
+        """What ``run`` would do, one line per step (done ones marked), with each command line
+        (``$ ...``) a step launches; reads nothing but ``done.json`` markers, writes nothing."""
+        lines = []
+        for step in self._topological(targets):
+            state = "done" if self.is_done(step) else "todo"
+            lines.append(f"[{state}] {step.label}  ->  {self.directory(step)}")
+            if step.command is not None and state == "todo":
+                inputs = {name: self.directory(dep) for name, dep in step.inputs.items()}
+                lines.append("    $ " + " ".join(map(str, step.command(self.directory(step), inputs))))
+        return lines
 
     def run(self, targets: Sequence[Step]) -> None:
         order = self._topological(targets)

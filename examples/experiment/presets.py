@@ -10,8 +10,16 @@
           lr 3e-4 cosine, warmup 5%, wd 0.1, clip 1.0, 2000 steps; stage 1: 5000 steps, 256 entries
           per device, their code's loss weights alpha 0.1 / LM 1.0).
 
-Data: English is high-resource and the clone low-resource: ``clone_share`` of the training tokens
+Data: English is high-resource and the clone low-resource: ``target_share`` of the training tokens
 are clone text (blend weight), built from documents disjoint from the English ones.
+
+The ``real`` setting (``REAL_PRESETS``) runs the same pipeline on English and real languages (German,
+Spanish, Chinese; ``pair`` chooses, e.g. ``en-de`` or the multi-way ``en-de-es``):
+
+``tiny``     the real-languages quickstart: one pair, joint vs PreAlign, one seed, minutes on CPU.
+``cpu``      joint vs PreAlign, three seeds, per pair about an hour on 2 CPU cores.
+``gpu150m``  the authors' llama-150m shape (12 x 1024, ffn 4096, 16 heads, seq 1024), BF16, 8 GPUs
+             (data parallel 8; ``tensor_parallel`` sets TP), their stage-1 and stage-2 schedules.
 """
 
 from __future__ import annotations
@@ -33,8 +41,9 @@ class Preset:
     """Validation paragraphs per language (loss curves during training, lr selection in sweeps)."""
     clone_pool_share: float = 0.25
     """Share of the training paragraphs that become clone documents (disjoint from English)."""
-    clone_share: float = 0.2
-    """Share of training tokens drawn from the clone (English:clone = 80:20 by default)."""
+    target_share: float = 0.2
+    """Share of training tokens drawn from the target language(s) (English:target = 80:20 by default;
+    split evenly when there are several targets)."""
     vocab_size: int = 4000
     """SentencePiece BPE vocabulary of English; the model's table is twice this (English + clone)."""
     min_word_count: int = 3
@@ -92,14 +101,38 @@ class Preset:
     """Train in BF16 when CUDA is available (GPU presets)."""
     eval_max_tokens: int = 60000
     """Held-out tokens per language for the final perplexities."""
+    tensor_parallel: int = 1
+    """Tensor-parallel size of the training runs (``--tensor-model-parallel-size``); the data-parallel
+    size is ``nproc / tensor_parallel``."""
     checkpoint_evals: int = 0
     """Also run the whole evaluation on the stage-2 checkpoint every this many iterations (a
     multiple of ``eval_interval``, the save interval), for metrics-vs-tokens curves; 0: final only."""
+
+    # Setting.
+    setting: str = "clone"
+    """``clone`` (English / English-Clone) or ``real`` (English and real target languages)."""
+    pair: str = "en-clone"
+    """The languages, English first: ``en-clone``, or ``en-de``, ``en-es``, ``en-zh``, ``en-de-es``."""
+    target_paragraphs: int = 0
+    """Real setting: target-language paragraphs taken (after the held-out and validation ones are set
+    aside), 0 = all."""
+    min_target_count: int = 2
+    """Real setting: a dictionary translation is used when it occurs at least this often in the target
+    training text (the committed dictionaries are noisy; attested forms are the ones text uses)."""
+    retrieval_pairs: int = 500
+    """Real setting: parallel pairs per sentence-retrieval set (test side of the transfer splits)."""
+
+    @property
+    def targets(self) -> List[str]:
+        """The target languages (``["clone"]`` in the clone setting)."""
+        return self.pair.split("-")[1:]
 
     def __post_init__(self) -> None:
         if self.checkpoint_evals and self.checkpoint_evals % self.eval_interval:
             raise ValueError(f"checkpoint_evals {self.checkpoint_evals} must be a multiple of "
                              f"eval_interval {self.eval_interval} (checkpoints are saved there)")
+        if self.nproc % self.tensor_parallel:
+            raise ValueError(f"nproc {self.nproc} is not a multiple of tensor_parallel {self.tensor_parallel}")
 
     def replace(self, **changes) -> "Preset":
         return dataclasses.replace(self, **changes)
@@ -142,4 +175,33 @@ PRESETS = {
         global_batch_size=64, train_iters=2000, lr=3e-4, warmup_iters=100, eval_interval=250,
         eval_iters=50, stage1_iters=5000, stage1_entries=256, stage1_lr=5e-4, nproc=8, bf16=True,
         eval_max_tokens=500000),
+}
+
+REAL_PAIRS = ("en-de", "en-es", "en-zh", "en-de-es")
+"""Pairs of the real setting: English with German, Spanish or Chinese, and one multi-way model over
+English, German and Spanish (the multi-way dictionary joins concepts through English)."""
+
+REAL_PRESETS = {
+    # The real-languages quickstart: the clone ``tiny`` model and schedule on English + one target.
+    # The tokenizer is shared by both languages (no doubled table), so its vocabulary is larger.
+    "tiny": Preset(
+        name="tiny", setting="real", pair="en-de", max_paragraphs=12000, target_paragraphs=4000,
+        heldout_paragraphs=200, valid_paragraphs=100, vocab_size=4000, dev_words=200,
+        subjects_per_group=10, fact_repetitions_en=60, fact_repetitions_clone=30,
+        num_layers=2, hidden_size=96, ffn_hidden_size=256, num_attention_heads=4, seq_length=128,
+        train_iters=300, warmup_iters=20, eval_interval=100, eval_iters=10,
+        stage1_iters=160, stage1_entries=128, transfer_train_per_class=100, transfer_test_per_class=50,
+        eval_max_tokens=30000, retrieval_pairs=300, arms=["joint", "prealign"], seeds=[1],
+        **PAPER_WEIGHTS),
+    # The clone ``cpu`` model and schedules (the clone sweep's best stage 1) on a real pair.
+    "cpu": Preset(name="cpu", setting="real", pair="en-de", max_paragraphs=0, vocab_size=8000,
+                  train_iters=700, stage1_iters=360, arms=["joint", "prealign"], **PAPER_WEIGHTS),
+    # The authors' llama-150m: 12 x 1024, ffn 4096, seq 1024, BF16, 8 GPUs.
+    "gpu150m": Preset(
+        name="gpu150m", setting="real", pair="en-de", max_paragraphs=0, vocab_size=32000,
+        num_layers=12, hidden_size=1024, ffn_hidden_size=4096, num_attention_heads=16,
+        seq_length=1024, micro_batch_size=8, global_batch_size=256, train_iters=5000, lr=3e-4,
+        warmup_iters=250, eval_interval=500, eval_iters=50, stage1_iters=5000, stage1_entries=256,
+        stage1_lr=5e-4, nproc=8, bf16=True, eval_max_tokens=500000, retrieval_pairs=1000,
+        arms=["joint", "prealign"], seeds=[1]),
 }

@@ -7,6 +7,7 @@ stage-2 step's ``log.jsonl`` (training and evaluation events of ``pretrain_preal
                     "curves": {arm: {seed: {...}}}}
     results.md     mean +- std over seeds per arm, then the per-seed values
     plots/clone_loss.png          validation clone (and English) loss over stage 2, per arm
+                                  (``loss.png`` in the real setting: every language)
     plots/alignment.png           dev-word P@1 per level over stage 2, per arm
     plots/knowledge_transfer.png  knowledge-application and transfer accuracy, bars with seed spread
     plots/metrics_vs_tokens.png   presets with checkpoint evaluations (``long``): metrics vs tokens
@@ -72,12 +73,27 @@ def _fmt(value: float) -> str:
     return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
 
 
+def _first_metrics(results: dict) -> List[str]:
+    """The metrics results.md lists first: ``HEADLINE``, or in the real setting the perplexities,
+    knowledge, transfer and retrieval (middle and last layer) before the per-level details."""
+    if results.get("setting") != "real":
+        return HEADLINE
+    names = sorted({m for arm in results["arms"].values() for m in arm})
+    return ([f"{t}_ppl" for t in _targets(results)] + ["english_ppl"]
+            + [m for m in names if m.startswith("knowledge_")]
+            + [m for m in names if m.startswith("transfer_")]
+            + [m for m in names if m.startswith(("retrieval_p1_middle", "retrieval_p1_last"))]
+            + [m for m in names if m.startswith(("align_p1_embedding", "align_p1_middle", "align_p1_last"))])
+
+
 def markdown(results: dict) -> str:
     """results.md: the mean +- std table (metric x arm), then every seed's value."""
     arms, seeds = list(results["arms"]), results["seeds"]
-    metrics = [m for m in HEADLINE if any(m in results["arms"][a] for a in arms)]
+    metrics = [m for m in _first_metrics(results) if any(m in results["arms"][a] for a in arms)]
     metrics += sorted({m for a in arms for m in results["arms"][a]} - set(metrics))
-    lines = [f"# English / English-Clone: {results['preset']} preset, seeds {', '.join(map(str, seeds))}",
+    languages = "English / English-Clone" if results.get("setting") != "real" else \
+        "English / " + " + ".join(LANGUAGE_NAMES[t] for t in _targets(results))
+    lines = [f"# {languages}: {results['preset']} preset, seeds {', '.join(map(str, seeds))}",
              "", f"{results['embeddings'].capitalize()} input/output embeddings; stage-2 lr "
              f"{results['stage2_lr']:g}.", "",
              "Mean +- std over seeds (perplexities: lower is better; accuracies and P@1: higher).", ""]
@@ -92,9 +108,17 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+LANGUAGE_NAMES = {"clone": "clone", "en": "English", "de": "German", "es": "Spanish", "zh": "Chinese"}
+
+
+def _targets(results: dict) -> List[str]:
+    return results["pair"].split("-")[1:] if results.get("setting") == "real" else ["clone"]
+
+
 def _plot_curves(results: dict, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    for ax, language in zip(axes, ("clone", "en")):
+    languages = _targets(results) + ["en"]
+    fig, axes = plt.subplots(1, len(languages), figsize=(5.5 * len(languages), 4), constrained_layout=True)
+    for ax, language in zip(axes, languages):
         key = f"lm_loss_{language}_valid"
         later = [v for per_seed in results["curves"].values() for c in per_seed.values()
                  for it, v in zip(c["iteration"], c.get(key, [])) if it > 0 and v is not None]
@@ -113,7 +137,7 @@ def _plot_curves(results: dict, path: Path) -> None:
                 lo = [min(r[key][i] for r in runs) for i in range(len(its))]
                 hi = [max(r[key][i] for r in runs) for i in range(len(its))]
                 ax.fill_between(its, lo, hi, color=ARM_COLOURS.get(arm), alpha=0.15)
-        ax.set_title(f"validation {'clone' if language == 'clone' else 'English'} loss (stage 2)")
+        ax.set_title(f"validation {LANGUAGE_NAMES[language]} loss (stage 2)")
         ax.set_xlabel("iteration")
         ax.set_ylabel("loss (nats/token)")
         ax.grid(alpha=0.3)
@@ -162,11 +186,25 @@ def _level_order(level: str):
     return ({"embedding": 0, "final_norm": 2, "output_embedding": 3}.get(level, 4), 0)
 
 
+def _bar_metrics(results: dict) -> List[tuple]:
+    """(metric, axis label) of the knowledge and transfer bars."""
+    if results.get("setting") != "real":
+        return [("knowledge_en_only", "facts: English only\n(probed in clone)"),
+                ("knowledge_both", "facts: both\n(upper bound)"), ("knowledge_never", "facts: never\n(chance)"),
+                ("transfer_english", "transfer:\nEnglish"), ("transfer_clone", "transfer:\nclone (zero-shot)")]
+    names = sorted({m for arm in results["arms"].values() for m in arm})
+    bars = [(m, "facts: " + m[len("knowledge_"):].replace("_", " ")) for m in names
+            if m.startswith("knowledge_") and not m.endswith("in_english")]
+    bars += [(m, m[len("transfer_"):].replace("_", "\n", 1).replace("_", " ")) for m in names
+             if m.startswith("transfer_")]
+    return bars
+
+
 def _plot_bars(results: dict, path: Path) -> None:
-    metrics = ["knowledge_en_only", "knowledge_both", "knowledge_never", "transfer_english",
-               "transfer_clone"]
+    bars = _bar_metrics(results)
+    metrics = [m for m, _ in bars]
     arms = list(results["arms"])
-    fig, ax = plt.subplots(figsize=(10, 4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(max(10, 1.6 * len(bars)), 4), constrained_layout=True)
     width = 0.8 / max(len(arms), 1)
     for i, arm in enumerate(arms):
         stats = [mean_std(results["arms"][arm].get(m, [])) for m in metrics]
@@ -177,8 +215,7 @@ def _plot_bars(results: dict, path: Path) -> None:
             ax.scatter([xs[j]] * len(results["arms"][arm].get(m, [])), results["arms"][arm].get(m, []),
                        color="black", s=8, zorder=3)
     ax.set_xticks(range(len(metrics)))
-    ax.set_xticklabels(["facts: English only\n(probed in clone)", "facts: both\n(upper bound)",
-                        "facts: never\n(chance)", "transfer:\nEnglish", "transfer:\nclone (zero-shot)"])
+    ax.set_xticklabels([label for _, label in bars], fontsize=8 if len(bars) > 6 else None)
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
     ax.grid(axis="y", alpha=0.3)
@@ -209,7 +246,8 @@ def collect(preset, pipeline, evaluations) -> dict:
                 arms[arm].setdefault(name, []).append(value)
             stage2_log = pipeline.directory(step.inputs["stage2"]) / "log.jsonl"
             curves[arm][str(seed)] = curves_from_log(read_log(stage2_log))
-    results = {"preset": preset.name, "seeds": list(preset.seeds),
+    results = {"preset": preset.name, **({"setting": "real", "pair": preset.pair} if preset.setting == "real"
+                                          else {}), "seeds": list(preset.seeds),
                "embeddings": "untied" if preset.untie_embeddings else "tied",
                "stage2_lr": preset.lr, "arms": arms, "curves": curves}
     if preset.checkpoint_evals:
@@ -255,7 +293,8 @@ def write_report(output_dir: Path, preset, pipeline, evaluations) -> str:
     table = markdown(results)
     plots = output_dir / "plots"
     plots.mkdir(exist_ok=True)
-    paths = [plots / "clone_loss.png", plots / "alignment.png", plots / "knowledge_transfer.png"]
+    loss_plot = "clone_loss.png" if results.get("setting") != "real" else "loss.png"
+    paths = [plots / loss_plot, plots / "alignment.png", plots / "knowledge_transfer.png"]
     _plot_curves(results, paths[0])
     _plot_alignment(results, paths[1])
     _plot_bars(results, paths[2])

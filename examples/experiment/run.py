@@ -55,21 +55,37 @@ from examples.experiment.cli import experiment_lock, parse_list, report_errors  
 from examples.experiment.clone import data_prep  # noqa: E402
 from examples.experiment.dag import build_steps  # noqa: E402,F401  (tests import it from here)
 from examples.experiment.pipeline import Pipeline  # noqa: E402
-from examples.experiment.presets import PRESETS  # noqa: E402
+from examples.experiment.presets import PRESETS, REAL_PAIRS, REAL_PRESETS  # noqa: E402
 from megatron_prealign.evaluation.report import markdown_table  # noqa: E402
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="run.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--setting", choices=["clone", "real"], default="clone",
+                        help="clone: English / English-Clone (the built-in main job); real: English with "
+                             "German, Spanish or Chinese (--pair).")
+    parser.add_argument("--pair", choices=REAL_PAIRS, default=None,
+                        help="Real setting: the languages (default en-de; en-de-es: one multi-way model).")
+    parser.add_argument("--preset", default="tiny",
+                        help=f"clone: {', '.join(sorted(PRESETS))}; real: {', '.join(REAL_PRESETS)}.")
     parser.add_argument("--output-dir", required=True, type=Path)
     parser.add_argument("--arms", default=None, help="Comma list of joint,init_only,cs_only,prealign.")
     parser.add_argument("--seeds", default=None, help="Comma list of distinct integer seeds.")
     parser.add_argument("--corpus", type=Path, default=None,
                         help="JSONL corpus (one paragraph per line, field 'text'); default: built-in.")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="Print the plan (every step, done or to do, and each training command line "
+                             "exactly as it would be launched) and exit; runs and writes nothing.")
     args = parser.parse_args(argv)
 
-    preset = PRESETS[args.preset]
+    presets = REAL_PRESETS if args.setting == "real" else PRESETS
+    if args.preset not in presets:
+        parser.error(f"--preset {args.preset}: the {args.setting} setting has {', '.join(presets)}")
+    if args.pair and args.setting != "real":
+        parser.error("--pair chooses the languages of --setting real; the clone setting is en-clone")
+    preset = presets[args.preset]
+    if args.pair:
+        preset = preset.replace(pair=args.pair)
     if args.arms:
         arms = parse_list(parser, "--arms", args.arms)
         unknown = [a for a in arms if a not in training_steps.ARMS]
@@ -81,6 +97,9 @@ def main(argv=None) -> int:
     corpus = args.corpus or data_prep.DEFAULT_CORPUS
     if not corpus.is_file():
         parser.error(f"--corpus {corpus}: no such file")
+    if args.dry_run:
+        print("\n".join(Pipeline(args.output_dir).plan(build_steps(preset, corpus))))
+        return 0
     return report_errors("run.py", lambda: run(preset, corpus, args.output_dir))
 
 
@@ -109,6 +128,37 @@ HEADLINE_ROWS = [
 ]
 
 
+LANGUAGE_NAMES = {"de": "German", "es": "Spanish", "zh": "Chinese"}
+
+
+def headline_rows(results: dict) -> list:
+    """``HEADLINE_ROWS`` for the clone setting; for the real one, the same rows per target language
+    (perplexity, knowledge, zero-shot transfer) and sentence retrieval beside word P@1."""
+    if results.get("setting") != "real":
+        return HEADLINE_ROWS
+    targets = results["pair"].split("-")[1:]
+    metrics = {m for arm in results["arms"].values() for m in arm}
+    rows = []
+    for language in targets:
+        rows.append((f"{LANGUAGE_NAMES[language]} PPL", f"{language}_ppl"))
+    rows.append(("English PPL", "english_ppl"))
+    suffixes = [f"_{t}" for t in targets] if len(targets) > 1 else [""]
+    for language, suffix in zip(targets, suffixes):
+        rows.append((f"knowledge: English-only facts, {LANGUAGE_NAMES[language]}", f"knowledge_en_only{suffix}"))
+    for metric in sorted(m for m in metrics if m.startswith("transfer_") and not m.endswith("_english")):
+        task, language = metric[len("transfer_"):].rsplit("_", 1)
+        rows.append((f"transfer: {task.replace('_', ' ')}, {LANGUAGE_NAMES[language]} zero-shot", metric))
+    for metric in sorted(m for m in metrics if m.startswith("retrieval_p1_middle_layer_")):
+        rows.append((f"retrieval P@1 {metric[len('retrieval_p1_middle_layer_'):].replace('_', ' ')}, "
+                     "middle layer", metric))
+    for suffix, language in zip(suffixes, targets):
+        name = f" ({LANGUAGE_NAMES[language]})" if suffix else ""
+        rows += [(f"P@1 held-out words{name}, {where}", f"align_p1_{level}_heldout{suffix}")
+                 for where, level in (("embedding", "embedding"), ("middle layer", "middle_layer"),
+                                      ("last layer", "last_layer"))]
+    return rows
+
+
 def _headline_cell(values) -> str:
     """Mean over seeds (``+- std`` when there are several); ``n/a`` when no seed has the metric."""
     values = [v for v in values or [] if v is not None and not math.isnan(v)]
@@ -128,11 +178,12 @@ def headline(results: dict, output_dir: Path) -> str:
     contents: what is printed is what was written."""
     arms = list(results["arms"])
     seeds = results["seeds"]
-    title = f"{results['preset']}, " + (f"seed {seeds[0]}" if len(seeds) == 1 else
+    name = results["preset"] + (f" {results['pair']}" if results.get("setting") == "real" else "")
+    title = f"{name}, " + (f"seed {seeds[0]}" if len(seeds) == 1 else
                                          f"seeds {', '.join(map(str, seeds))}: mean +- std")
     rows = [[title, *arms]]
     rows += [[label, *(_headline_cell(results["arms"][arm].get(metric)) for arm in arms)]
-             for label, metric in HEADLINE_ROWS]
+             for label, metric in headline_rows(results)]
     table = markdown_table(rows[0], rows[1:], aligned=True)  # labels left, numbers right
     output_dir = Path(output_dir)
     return "\n".join(table + ["(PPL: lower is better; the rest: higher)", "",

@@ -4,13 +4,17 @@ Both run under ``torchrun`` with the preset's process count, save Megatron check
 directory and resume from them after an interruption (``--save``/``--load`` on the same directory),
 and log every iteration and evaluation as JSON lines (``log.jsonl``) for the report.
 
-Arms (stage 2):
-    joint      random init, plain English + clone                  (the baseline)
-    init_only  stage-1 init, plain English + clone
-    cs_only    random init, code-switched English + clone
-    prealign   stage-1 init, code-switched English + clone          (the method)
-All arms of a seed share the model seed, the data seed and therefore the sample order; the
-code-switched shard has the plain shard's document lengths, so only the switching differs.
+Arms (stage 2; "target" is the clone, or the real target language(s)):
+    joint      random init, plain English + target                 (the baseline)
+    init_only  stage-1 init, plain English + target
+    cs_only    random init, code-switched English + target
+    prealign   stage-1 init, code-switched English + target         (the method)
+All arms of a seed share the model seed, the data seed and therefore the sample order; in the clone
+setting the code-switched shard has the plain shard's document lengths, so only the switching
+differs (a real translation has its own token count, so there the samples shift a little).
+
+``stage1_command``/``stage2_command`` build the exact command lines, which ``run.py --dry-run``
+prints without running anything.
 """
 
 from __future__ import annotations
@@ -41,7 +45,11 @@ def model_flags(preset) -> list:
     flags = ["--num-layers", preset.num_layers, "--hidden-size", preset.hidden_size,
              "--ffn-hidden-size", preset.ffn_hidden_size, "--num-attention-heads",
              preset.num_attention_heads, "--seq-length", preset.seq_length,
-             "--tokenizer-type", "SentencePieceTokenizer", "--english-clone"]
+             "--tokenizer-type", "SentencePieceTokenizer"]
+    if preset.setting == "clone":  # the doubled table: English ids and clone ids (+|V|)
+        flags.append("--english-clone")
+    if preset.tensor_parallel > 1:
+        flags += ["--tensor-model-parallel-size", preset.tensor_parallel, "--sequence-parallel"]
     if not preset.untie_embeddings:
         flags.append("--no-untie-embeddings-and-output-weights")
     if preset.bf16 and _cuda_available():
@@ -55,11 +63,16 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+EVAL_DICTIONARIES = ("dev", "unseen", "strict_unseen", "dev_de", "dev_es", "unseen_de", "unseen_es")
+"""Dictionaries the data step may write for evaluation (per target with the multi-way model)."""
+
+
 def eval_dictionaries(dictionaries: Path) -> list:
-    """The evaluation dictionaries that have entries (strict_unseen can be empty on a small corpus,
-    and training refuses an empty dictionary)."""
-    named = [f"{name}={dictionaries / (name + '.jsonl')}" for name in ("dev", "unseen", "strict_unseen")
-             if (dictionaries / (name + ".jsonl")).stat().st_size > 0]
+    """The evaluation dictionaries that exist and have entries (strict_unseen can be empty on a small
+    corpus, and training refuses an empty dictionary)."""
+    named = [f"{name}={dictionaries / (name + '.jsonl')}" for name in EVAL_DICTIONARIES
+             if (dictionaries / (name + ".jsonl")).is_file()
+             and (dictionaries / (name + ".jsonl")).stat().st_size > 0]
     return ["--alignment-eval-dictionary", *named] if named else []
 
 
@@ -70,9 +83,10 @@ def _env(nproc: int) -> dict:
     return {"OMP_NUM_THREADS": threads, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO)}
 
 
-def stage1_step(preset, seed: int, out: Path, inputs) -> dict:
+def stage1_command(preset, seed: int, out: Path, inputs) -> list:
+    """The stage-1 command line (``torchrun`` with ``nproc`` ranks when there are several)."""
     ckpt = out / "checkpoints"
-    cmd = torchrun(preset.nproc) + [
+    return torchrun(preset.nproc) + [
         REPO / "pretrain_prealign.py", "--stage", "align",
         "--alignment-dictionary", inputs["dictionaries"] / "stage1.jsonl",
         "--alignment-heldout-fraction", "0", *eval_dictionaries(inputs["dictionaries"]),
@@ -88,13 +102,32 @@ def stage1_step(preset, seed: int, out: Path, inputs) -> dict:
         "--save", ckpt, "--load", ckpt, "--save-interval", max(1, preset.stage1_iters // 2),
         "--log-json", out / "log.jsonl",
     ]
-    if (out / "log.jsonl").exists() and not (ckpt / "latest_checkpointed_iteration.txt").exists():
-        (out / "log.jsonl").unlink()  # an interrupted first attempt: start the log afresh
-    run_logged(cmd, out / "train.log", env=_env(preset.nproc), progress_label=f"stage 1 seed {seed}")
+
+
+def stage1_step(preset, seed: int, out: Path, inputs) -> dict:
+    _fresh_log_unless_resuming(out)
+    run_logged(stage1_command(preset, seed, out, inputs), out / "train.log", env=_env(preset.nproc),
+               progress_label=f"stage 1 seed {seed}")
     return {"checkpoint": "checkpoints"}
 
 
-def stage2_step(preset, arm: str, seed: int, out: Path, inputs) -> dict:
+def _fresh_log_unless_resuming(out: Path) -> None:
+    """An interrupted first attempt (no checkpoint yet) starts its JSON log afresh."""
+    if (out / "log.jsonl").exists() and not (out / "checkpoints" / "latest_checkpointed_iteration.txt").exists():
+        (out / "log.jsonl").unlink()
+
+
+def data_blend(preset, english: Path, shards: Path) -> list:
+    """``--data-path`` weights and prefixes: English ``1 - target_share``, the targets the rest, evenly."""
+    share = preset.target_share / len(preset.targets)
+    blend = [1.0 - preset.target_share, english]
+    for language in preset.targets:
+        blend += [share, shards / f"{language}_train_text_document"]
+    return blend
+
+
+def stage2_command(preset, arm: str, seed: int, out: Path, inputs) -> list:
+    """The stage-2 command line of one arm and seed."""
     spec = ARMS[arm]
     shards = inputs["shards"]
     english = (inputs["codeswitch"] / "en_train_cs_text_document") if spec["codeswitch"] \
@@ -103,9 +136,9 @@ def stage2_step(preset, arm: str, seed: int, out: Path, inputs) -> dict:
     cmd = torchrun(preset.nproc) + [
         REPO / "pretrain_prealign.py", *model_flags(preset),
         "--tokenizer-model", inputs["tokenizer"] / "spm.model",
-        "--data-path", 1.0 - preset.clone_share, english, preset.clone_share,
-        shards / "clone_train_text_document",
-        "--valid-data-path", shards / "en_valid_text_document", shards / "clone_valid_text_document",
+        "--data-path", *data_blend(preset, english, shards),
+        "--valid-data-path", *[shards / f"{language}_valid_text_document"
+                               for language in ["en", *preset.targets]],
         "--multiple-validation-sets", *eval_dictionaries(inputs["dictionaries"]),
         "--micro-batch-size", preset.micro_batch_size,  # per process
         "--global-batch-size", preset.global_batch_size, "--train-iters", preset.train_iters,
@@ -121,7 +154,11 @@ def stage2_step(preset, arm: str, seed: int, out: Path, inputs) -> dict:
         cmd += ["--pretrained-checkpoint", inputs["stage1"] / "checkpoints"]
         if preset.stage2_reinit:
             cmd += ["--pretrained-reinit", preset.stage2_reinit]
-    if (out / "log.jsonl").exists() and not (ckpt / "latest_checkpointed_iteration.txt").exists():
-        (out / "log.jsonl").unlink()
-    run_logged(cmd, out / "train.log", env=_env(preset.nproc), progress_label=f"{arm} seed {seed}")
+    return cmd
+
+
+def stage2_step(preset, arm: str, seed: int, out: Path, inputs) -> dict:
+    _fresh_log_unless_resuming(out)
+    run_logged(stage2_command(preset, arm, seed, out, inputs), out / "train.log", env=_env(preset.nproc),
+               progress_label=f"{arm} seed {seed}")
     return {"checkpoint": "checkpoints", "arm": arm, "seed": seed}

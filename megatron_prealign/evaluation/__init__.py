@@ -7,6 +7,7 @@
 ``facts``       facts as text and their probe records (plain Python, no model)
 ``knowledge``   cross-lingual knowledge application: templates, likelihood choice
 ``transfer``    zero-shot cross-lingual transfer of a classification task (linear probe)
+``retrieval``   sentence retrieval on parallel text: per-level P@1 of mean-pooled states, both ways
 ``report``      results JSON schema, Markdown tables, alignment PNG
 
 Entry point: ``tools/evaluate.py``. The metric functions take token ids and an ``EvalModel`` (or a

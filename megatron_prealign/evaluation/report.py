@@ -15,13 +15,17 @@
                                                              "num_queries": ...}, ...}}},
           "knowledge": {"transfer": {"accuracy": 0.6, "items": 50, "chance": 0.25}, "all": {...}},
           "transfer": {"train_accuracy": ..., "source_accuracy": ..., "target_accuracy": ...,
-                       "chance": ..., "num_classes": ..., "level": "final_norm", ...}
+                       "chance": ..., "num_classes": ..., "level": "final_norm", ...},
+          "retrieval": {"bible": {"pairs": 1000, "truncated": 3,
+                                  "levels": {"embedding": {"source_to_target": ..., "target_to_source": ...,
+                                                           "p_at_1": ...}, ...}}}
         }
       ]
     }
 
 Sections a run was not evaluated on are absent. Levels are in model order. NaN (a quantity with
-no pairs) is written as ``null``. ``results.md`` has one table per section, one row per run;
+no pairs) is written as ``null``. ``results.md`` has one table per section (per dictionary and per
+retrieval set), one row per run;
 ``alignment_<dictionary>.png`` plots P@1 and the cosine gap (aligned minus random) per level, one
 line per run.
 """
@@ -97,8 +101,9 @@ def _names_in(runs: Sequence[dict], section: str) -> List[str]:
     return names
 
 
-def _ordered_levels(runs: Sequence[dict], dictionary: str) -> List[str]:
-    """Union of the runs' levels in model order (layers numerically)."""
+def _ordered_levels(runs: Sequence[dict], name: str, section: str = "alignment") -> List[str]:
+    """Union of the runs' levels of ``run[section][name]`` (a dictionary or a retrieval set) in
+    model order (layers numerically)."""
     def key(level: str):
         if level == "embedding":
             return (0, 0)
@@ -108,7 +113,7 @@ def _ordered_levels(runs: Sequence[dict], dictionary: str) -> List[str]:
 
     levels = set()
     for run in runs:
-        levels.update(run.get("alignment", {}).get(dictionary, {}).get("levels", {}))
+        levels.update(run.get(section, {}).get(name, {}).get("levels", {}))
     return sorted(levels, key=key)
 
 
@@ -116,7 +121,8 @@ def markdown_report(report: dict) -> str:
     """Markdown tables, one per section, one row per run."""
     runs = report["runs"]
     out = ["# Evaluation results", ""]
-    for section in (_perplexity_section, _alignment_sections, _knowledge_section, _transfer_section):
+    for section in (_perplexity_section, _alignment_sections, _knowledge_section, _transfer_section,
+                    _retrieval_sections):
         out += section(runs)
     return "\n".join(out)
 
@@ -179,6 +185,33 @@ def _transfer_section(runs: Sequence[dict]) -> List[str]:
                               _fmt(t.get("train_accuracy")), _fmt(t.get("chance")),
                               str(t.get("level"))] if t else [""] * 5)
             for run in runs for t in [run.get("transfer")]]) + [""]
+
+
+def _retrieval_sections(runs: Sequence[dict]) -> List[str]:
+    """One table per retrieval set: P@1 per level, the mean and, in parentheses, source -> target /
+    target -> source."""
+    out: List[str] = []
+    for name in _names_in(runs, "retrieval"):
+        levels = _ordered_levels(runs, name, "retrieval")
+        rows = []
+        for run in runs:
+            result = run.get("retrieval", {}).get(name)
+            if result is None:
+                rows.append([run["name"], "", ""] + [""] * len(levels))
+                continue
+            rows.append([run["name"], str(result.get("pairs")), str(result.get("truncated"))] +
+                        [_retrieval_cell(result.get("levels", {}).get(level)) for level in levels])
+        out += [f"## Sentence retrieval on `{name}`: P@1 per level (mean; source->target / "
+                "target->source)", ""]
+        out += markdown_table(["run", "pairs", "truncated"] + levels, rows) + [""]
+    return out
+
+
+def _retrieval_cell(measures: Optional[Mapping]) -> str:
+    if measures is None:
+        return ""
+    return (f"{_fmt(measures.get('p_at_1'))} ({_fmt(measures.get('source_to_target'))} / "
+            f"{_fmt(measures.get('target_to_source'))})")
 
 
 def plot_alignment(runs: Sequence[dict], dictionary: str, path: str) -> str:

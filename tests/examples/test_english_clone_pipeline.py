@@ -2,17 +2,12 @@
 interrupted run, rerun, gives the same results.json."""
 
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.fixtures.experiment_runs import finish, forget_arm, kill_after_first_stage2_checkpoint, start
 
 pytestmark = pytest.mark.multiprocess  # starts torchrun jobs
 
@@ -24,41 +19,10 @@ TOY = dict(name="toy", max_paragraphs=1500, heldout_paragraphs=60, valid_paragra
            stage1_entries=16, transfer_train_per_class=10, transfer_test_per_class=5,
            eval_max_tokens=4000, arms=["joint", "prealign"], seeds=[1])
 
-RUNNER = """
-import sys
-sys.path.insert(0, {repo!r})
-from pathlib import Path
-from examples.experiment import report
-from examples.experiment.clone import data_prep
-from examples.experiment.pipeline import Pipeline
-from examples.experiment.presets import PRESETS
-from examples.experiment.run import build_steps
-preset = PRESETS["tiny"].replace(**{toy!r})
-out = Path({out!r})
-pipeline = Pipeline(out, quiet=True)
-evaluations = build_steps(preset, data_prep.DEFAULT_CORPUS)
-pipeline.run(evaluations)
-report.write_report(out, preset, pipeline, evaluations)
-"""
-
-
-def start(out: Path) -> subprocess.Popen:
-    code = RUNNER.format(repo=str(REPO_ROOT), toy=TOY, out=str(out))
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="2")
-    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-
-
-def finish(proc: subprocess.Popen) -> None:
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out[-4000:]
-
-
 @pytest.fixture(scope="module")
 def complete_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("toy") / "run"
-    finish(start(out))
+    finish(start(out, TOY))
     return out
 
 
@@ -101,25 +65,10 @@ def test_interrupted_run_resumes_to_the_same_results(complete_run, tmp_path):
     shutil.copytree(complete_run, out)
     # Forget the PreAlign arm's training and evaluation and the report, then interrupt the rerun
     # in the middle of that arm's stage 2 (after its first checkpoint).
-    for step in ("stage2", "evaluate"):
-        for directory in (out / "steps").glob(f"{step}-*"):
-            if json.loads((directory / "params.json").read_text())["params"]["arm"] == "prealign":
-                shutil.rmtree(directory)
-    (out / "results.json").unlink()
-    proc = start(out)
-    deadline = time.time() + 300
-    checkpoint = None
-    while time.time() < deadline and checkpoint is None:
-        found = [d for d in (out / "steps").glob("stage2-*")
-                 if (d / "checkpoints" / "latest_checkpointed_iteration.txt").exists()
-                 and not (d / "done.json").exists()]
-        checkpoint = found[0] if found else None
-        time.sleep(0.2)
-    assert checkpoint is not None, "the rerun never reached a stage-2 checkpoint"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    forget_arm(out, "prealign")
+    kill_after_first_stage2_checkpoint(start(out, TOY), out)
     assert not (out / "results.json").exists()
-    finish(start(out))
+    finish(start(out, TOY))
     again = json.loads((out / "results.json").read_text())
     first = json.loads((complete_run / "results.json").read_text())
     assert again == first

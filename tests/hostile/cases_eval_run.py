@@ -71,6 +71,22 @@ def nothing_written(tmp: Path) -> None:
     assert not (tmp / "run").exists(), list((tmp / "run").rglob("*"))
 
 
+def retrieval_pairs(*lines: str):
+    """Setup: the tiny model and ``tmp/pairs.jsonl`` with these raw lines."""
+    def setup(tmp: Path) -> None:
+        tiny_model(tmp)
+        (tmp / "pairs.jsonl").write_text("".join(line + "\n" for line in lines))
+    return setup
+
+
+def pair(source, target) -> str:
+    return json.dumps({"source": source, "target": target})
+
+
+def retrieval(*flags):
+    return evaluate("--retrieval", "set={tmp}/pairs.jsonl", *flags, "--output", "{tmp}/out")
+
+
 def malformed_corpus(tmp: Path) -> None:
     (tmp / "corpus.jsonl").write_text(json.dumps({"text": "A paragraph of English prose, long enough "
                                                           "to count as one."}) + "\n{'text': oops}\n")
@@ -90,6 +106,25 @@ CASES = [
     Case("evaluate_output_is_a_file", evaluate("--perplexity", "en={tmp}/heldout.jsonl",
                                                "--output", "{tmp}/out"),
          1, ["--output {tmp}/out", "not a directory"], setup=output_is_a_file, check=output_file_kept),
+    Case("evaluate_retrieval_missing_file", retrieval(), 2, ["--retrieval {tmp}/pairs.jsonl: no such file"],
+         setup=tiny_model),
+    Case("evaluate_retrieval_empty_file", retrieval(), 1, ["{tmp}/pairs.jsonl: the file is empty"],
+         setup=retrieval_pairs("", "  ")),
+    Case("evaluate_retrieval_malformed_json", retrieval(), 1, ["{tmp}/pairs.jsonl:2: not valid JSON"],
+         setup=retrieval_pairs(pair("w1", "w2"), "{'source': oops}")),
+    Case("evaluate_retrieval_missing_target", retrieval(), 1, ['{tmp}/pairs.jsonl:2: no "target" field'],
+         setup=retrieval_pairs(pair("w1", "w2"), json.dumps({"source": "w3", "translation": "w4"}))),
+    Case("evaluate_retrieval_source_not_a_string", retrieval(), 1,
+         ['{tmp}/pairs.jsonl:1: "source" must be a string, got list'],
+         setup=retrieval_pairs(pair(["w1"], "w2"), pair("w3", "w4"))),
+    Case("evaluate_retrieval_one_pair", retrieval(), 1, ["{tmp}/pairs.jsonl: a single pair", "at least two"],
+         setup=retrieval_pairs(pair("w1", "w2"))),
+    Case("evaluate_retrieval_duplicate_target", retrieval(), 1,
+         ["{tmp}/pairs.jsonl:3: the same target text as on line 1", "ill-defined"],
+         setup=retrieval_pairs(pair("w1", "w2"), pair("w3", "w4"), pair("w5", "w2"))),
+    Case("evaluate_retrieval_same_tokens_once_cut", retrieval("--retrieval-max-tokens", "2"), 1,
+         ["{tmp}/pairs.jsonl:2: the source text has the same first 2 tokens", "as on line 1"],
+         setup=retrieval_pairs(pair("w1 w2 w3", "w4"), pair("w1 w2 w5", "w6"))),
     Case("run_empty_corpus", lambda tmp: [RUN, "--output-dir", tmp / "run", "--corpus", tmp / "corpus.jsonl"],
          1, ["{tmp}/corpus.jsonl", "empty"], setup=lambda tmp: (tmp / "corpus.jsonl").write_text(""),
          check=nothing_written),
@@ -98,4 +133,11 @@ CASES = [
          1, ["{tmp}/corpus.jsonl:2", "not valid JSON"], setup=malformed_corpus, check=nothing_written),
     Case("run_duplicate_seeds", lambda tmp: [RUN, "--output-dir", tmp / "run", "--seeds", "1,2,1"],
          2, ["--seeds 1,2,1", "1 given more than once"], check=nothing_written),
+    Case("run_preset_of_the_other_setting", lambda tmp: [RUN, "--output-dir", tmp / "run", "--setting", "real",
+                                                         "--preset", "long"],
+         2, ["--preset long", "the real setting has tiny, cpu, gpu150m"], check=nothing_written),
+    Case("run_pair_without_real_setting", lambda tmp: [RUN, "--output-dir", tmp / "run", "--pair", "en-de"],
+         2, ["--pair", "--setting real"], check=nothing_written),
+    Case("run_unknown_pair", lambda tmp: [RUN, "--output-dir", tmp / "run", "--setting", "real", "--pair", "en-fr"],
+         2, ["--pair", "invalid choice", "en-fr"], check=nothing_written),
 ]

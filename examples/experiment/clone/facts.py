@@ -18,7 +18,7 @@ this module only invents them and puts them into the documents.
 from __future__ import annotations
 
 import random
-from typing import Dict, Iterable, List, Sequence
+from typing import Callable, Dict, Iterable, List, Sequence
 
 from megatron_prealign.evaluation.facts import Fact, knowledge_record
 from megatron_prealign.text.tokenizers.english_clone import CLONE_TAG
@@ -91,12 +91,14 @@ def make_facts(subjects_per_group: int, corpus_words: Iterable[str], seed: int) 
     return facts
 
 
-def insert_facts(documents: List[str], facts: Sequence[Fact], repetitions: int, seed: int) -> List[str]:
-    """Append each fact's renderings ``repetitions`` times (templates in turn) to random documents."""
+def insert_facts(documents: List[str], facts: Sequence[Fact], repetitions: int, seed: int,
+                 render: Callable[[Fact], List[str]] = renderings) -> List[str]:
+    """Append each fact's renderings ``repetitions`` times (templates in turn) to random documents
+    (``render``: another language's renderings, for the real-languages setting)."""
     rng = random.Random(seed)
     docs = list(documents)
     for fact in facts:
-        sentences = renderings(fact)
+        sentences = render(fact)
         for rep in range(repetitions):
             i = rng.randrange(len(docs))
             docs[i] = docs[i] + " " + sentences[rep % len(sentences)]
