@@ -12,6 +12,11 @@ Converts with ``tools/convert_to_hf.py`` (logits parity checked on the way), the
     alignment      per-level P@1 and cosines for dev, unseen and strict-unseen dictionary words
 
 and writes ``metrics.json`` with the experiment's metric names (``report.py`` reads it).
+
+The real setting measures the same on real languages: perplexity per language (``{lang}_ppl``),
+knowledge probed in each target (``real/facts.py``), each transfer task (``transfer_{task}_{lang}``;
+a task per run of the tool, which takes one at a time), P@1 on the held-out and unseen dictionary
+entries, and sentence retrieval on parallel text (``retrieval_p1_{level}_{set}``).
 """
 
 from __future__ import annotations
