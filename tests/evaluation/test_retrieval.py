@@ -128,3 +128,26 @@ def test_evaluate_writes_retrieval_per_level_and_identical_texts_score_one(tmp_p
     assert "| m | 6 | 2 | 1.000 (1.000 / 1.000) | 1.000 (1.000 / 1.000) | 1.000 (1.000 / 1.000) |" in markdown
     assert "[m] retrieval same: P@1 embedding 1.00 layer1 1.00 final_norm 1.00 (6 pairs, 2 texts truncated)" \
         in proc.stdout
+
+
+@pytest.mark.parametrize("lines, message", [
+    (["", "  "], "{path}: the file is empty"),
+    ([{"source": "w1", "target": "w2"}, {"source": "w3", "translation": "w4"}], '{path}:2: no "target" field'),
+    ([{"source": ["w1"], "target": "w2"}, {"source": "w3", "target": "w4"}],
+     '{path}:1: "source" must be a string, got list'),
+    ([{"source": "w1", "target": "w2"}], "{path}: a single pair; retrieval needs at least two"),
+    ([{"source": "w1", "target": "w2"}, {"source": "w3", "target": "w4"}, {"source": "w5", "target": "w2"}],
+     "{path}:3: the same target text as on line 1"),
+    ([{"source": "w1", "target": "w2"}, {"source": " ", "target": "w4"}], '{path}:2: the "source" text is empty'),
+])
+def test_a_bad_retrieval_file_is_refused_naming_file_and_line(tmp_path, lines, message):
+    """What ``tools/evaluate.py --retrieval`` checks before any model loads (the CLI rows of these
+    errors, with exit status and no traceback, are in tests/hostile/cases_eval_run.py)."""
+    from megatron_prealign.evaluation.inputs import EvalDataError
+    from tools.evaluate import _retrieval_pairs
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    with pytest.raises(EvalDataError) as error:
+        _retrieval_pairs(str(path))
+    assert message.format(path=path) in str(error.value)
