@@ -4,7 +4,9 @@ Every builder returns a ``pipeline.Step`` whose parameters name everything that 
 so two runs that need the same step (arms sharing a stage-1 checkpoint, sweep variants sharing the
 data, learning-rate candidates sharing a stage 1) find it done and reuse it.
 
-    corpus -> tokenizer -> shards -> dictionaries -> codeswitch          (data, shared)
+    corpus -> tokenizer -> shards -> dictionaries -> codeswitch          (data, shared; in the
+                                                                          real setting dictionaries
+                                                                          read the corpus only)
     stage1(seed)                                                          (PreAlign init)
     stage2(arm, seed, lr)  <- shards [+ codeswitch] [+ stage1(seed)]
     evaluation(arm, seed[, iteration])  <- stage2, data, transfer
@@ -19,11 +21,10 @@ from typing import Optional
 from examples.experiment import evaluate_step, training_steps
 from examples.experiment.clone import data_prep
 from examples.experiment.pipeline import Step
+from examples.experiment.presets import LANGUAGE_NAMES
 from examples.experiment.real import data_prep as real_data
 from examples.experiment.real import tasks as real_tasks
 from megatron_prealign.text.tokenizers.base import sha256_file
-
-LANGUAGE_NAMES = {"clone": "Clone", "de": "German", "es": "Spanish", "zh": "Chinese"}
 
 
 def file_digest(path: Path) -> str:
@@ -80,7 +81,7 @@ def _real_data_steps(preset, corpus: Path) -> DataSteps:
     the pair, through the corpus step's parameters or its own."""
     P = dict  # noqa: N806
     targets = "+".join(LANGUAGE_NAMES[t] for t in preset.targets)
-    sources = [corpus] + [real_data.corpus_file(t) for t in preset.targets]
+    sources = [corpus] + [real_data.corpus_file(t) for t in preset.targets]  # each checked to exist
     corpus_step = Step("corpus", f"data | English and {targets}: corpus split and facts",
                        P(setting="real", pair=preset.pair, corpus=[file_digest(c) for c in sources],
                          max_paragraphs=preset.max_paragraphs, target_paragraphs=preset.target_paragraphs,
@@ -96,6 +97,7 @@ def _real_data_steps(preset, corpus: Path) -> DataSteps:
                   cost=30)
     dictionaries = Step("dictionaries", f"data | English<->{targets} dictionaries (corpus-attested)",
                         P(dictionary=file_digest(real_data.dictionary_file(preset.pair)),
+                          rules=real_data.DICTIONARY_RULES,
                           min_count=preset.min_word_count, min_target=preset.min_target_count,
                           unseen=preset.unseen_share, dev=preset.dev_words),
                         lambda out, inp: real_data.dictionaries_step(preset, out, inp),
@@ -106,8 +108,9 @@ def _real_data_steps(preset, corpus: Path) -> DataSteps:
     transfer = Step("transfer", "data | transfer tasks and retrieval sets (parallel text)",
                     P(pair=preset.pair, train=preset.transfer_train_per_class,
                       test=preset.transfer_test_per_class, retrieval=preset.retrieval_pairs,
+                      seq=preset.seq_length, rules=real_data.TRANSFER_RULES,
                       data=[file_digest(real_tasks.DEBIAN_REFERENCE_FILE), file_digest(real_tasks.BIBLE_FILE)]),
-                    lambda out, inp: real_data.transfer_step(preset, out, inp), cost=3)
+                    lambda out, inp: real_data.transfer_step(preset, out, inp), {"tokenizer": tokenizer}, cost=3)
     return DataSteps(corpus_step, tokenizer, shards, dictionaries, codeswitch, transfer)
 
 
@@ -117,6 +120,8 @@ def model_params(preset) -> dict:
                   nproc=preset.nproc)
     if preset.tensor_parallel > 1:  # only when set, so the keys of existing runs stay as they were
         params["tp"] = preset.tensor_parallel
+    if preset.bf16:  # BF16 where CUDA exists: a GPU run never resumes a CPU run's fp32 checkpoint
+        params["bf16"] = training_steps.cuda_available()
     return params
 
 
@@ -141,7 +146,9 @@ def stage2(preset, arm: str, seed: int, data: DataSteps, label: str = "") -> Ste
     params = dict(model=model_params(preset), arm=arm, seed=seed, iters=preset.train_iters,
                   mbs=preset.micro_batch_size, gbs=preset.global_batch_size, lr=preset.lr,
                   min_lr=preset.min_lr_ratio, warmup=preset.warmup_iters, wd=preset.weight_decay,
-                  clip=preset.clip_grad, target_share=preset.target_share,
+                  clip=preset.clip_grad,
+                  # The clone setting's key keeps its old name, so its existing runs stay found.
+                  **{"clone_share" if preset.setting == "clone" else "target_share": preset.target_share},
                   eval=(preset.eval_interval, preset.eval_iters))
     if spec["init"]:  # settings an arm does not use stay out of its key, so arms can share runs
         inputs["stage1"] = stage1(preset, seed, data, label)

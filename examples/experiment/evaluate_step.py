@@ -30,6 +30,7 @@ from examples.experiment.clone import facts
 from examples.experiment.pipeline import run_logged
 from examples.experiment.real import data_prep as real_data
 from examples.experiment.real import facts as real_facts
+from examples.experiment.real.data_prep import CorpusError
 from megatron_prealign.evaluation.facts import Fact
 from megatron_prealign.text.tokenizers.english_clone import CLONE_TAG
 
@@ -140,6 +141,8 @@ def _evaluate_real(preset, arm: str, seed: int, out: Path, inputs, hf_dir: Path,
     _write_jsonl(out / "knowledge.jsonl", records)
     shards, transfer = inputs["shards"], inputs["transfer"]
     tasks = [f"{task}_{language}" for task, language in real_data.transfer_tasks(preset)]
+    if not tasks:
+        raise CorpusError(f"pair {preset.pair}: no transfer task has a target language of this pair")
     retrieval = sorted(transfer.glob("retrieval_*.jsonl"))
     run_logged(_evaluate_command(preset, arm, seed, hf_dir, out / "eval") + [
         "--perplexity", *[f"{language}={shards / f'{language}_heldout_text_document'}"
@@ -163,10 +166,9 @@ def real_metrics(preset, runs: dict) -> dict:
     metrics = {"english_ppl": first["perplexity"]["en"]["perplexity"]}
     for language in preset.targets:
         metrics[f"{language}_ppl"] = first["perplexity"][language]["perplexity"]
-    for task, run in runs.items():
-        name, language = task.rsplit("_", 1)
-        metrics[f"transfer_{name}_english"] = run["transfer"]["source_accuracy"]
-        metrics[f"transfer_{name}_{language}"] = run["transfer"]["target_accuracy"]
+    for task, run in runs.items():  # English and target scores on the same aligned test units
+        metrics[f"transfer_{task}_english"] = run["transfer"]["source_accuracy"]
+        metrics[f"transfer_{task}"] = run["transfer"]["target_accuracy"]
     for group, values in first["knowledge"].items():
         if isinstance(values, dict) and "accuracy" in values and group != "all":  # groups only
             metrics[f"knowledge_{group}"] = values["accuracy"]

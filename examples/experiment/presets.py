@@ -1,4 +1,5 @@
-"""Presets of the English / English-Clone experiment: one dataclass, four named settings.
+"""Presets of the experiment: one dataclass; four named presets of the clone setting (``PRESETS``),
+three of the real setting (``REAL_PRESETS``).
 
 ``tiny``  the README quickstart: joint vs PreAlign, one seed, the whole pipeline in minutes on CPU
           (stage 1 with ``PAPER_WEIGHTS``).
@@ -17,7 +18,7 @@ The ``real`` setting (``REAL_PRESETS``) runs the same pipeline on English and re
 Spanish, Chinese; ``pair`` chooses, e.g. ``en-de`` or the multi-way ``en-de-es``):
 
 ``tiny``     the real-languages quickstart: one pair, joint vs PreAlign, one seed, minutes on CPU.
-``cpu``      joint vs PreAlign, three seeds, per pair about an hour on 2 CPU cores.
+``cpu``      joint vs PreAlign, three seeds, per pair about an hour on 2 CPU cores (en-de: 58 min).
 ``gpu150m``  the authors' llama-150m shape (12 x 1024, ffn 4096, 16 heads, seq 1024), BF16, 8 GPUs
              (data parallel 8; ``tensor_parallel`` sets TP), their stage-1 and stage-2 schedules.
 """
@@ -34,7 +35,8 @@ class Preset:
     name: str
     # Corpus and data.
     max_paragraphs: int
-    """Paragraphs taken from the corpus (after the >= 40-character filter), 0 = all."""
+    """Paragraphs taken from the corpus (after the >= 40-character filter), 0 = all. Real setting:
+    English training paragraphs taken after the held-out and validation ones are set aside."""
     heldout_paragraphs: int = 400
     """Held-out test paragraphs per language (final perplexities)."""
     valid_paragraphs: int = 200
@@ -45,7 +47,8 @@ class Preset:
     """Share of training tokens drawn from the target language(s) (English:target = 80:20 by default;
     split evenly when there are several targets)."""
     vocab_size: int = 4000
-    """SentencePiece BPE vocabulary of English; the model's table is twice this (English + clone)."""
+    """SentencePiece BPE vocabulary: of English in the clone setting, where the model's table is twice
+    this (English + clone); of all languages together in the real setting."""
     min_word_count: int = 3
     """Word types seen fewer times in the English pool are not dictionary candidates."""
     unseen_share: float = 0.1
@@ -58,7 +61,7 @@ class Preset:
     fact_repetitions_en: int = 100
     """Times each en_only/both fact is rendered into English documents."""
     fact_repetitions_clone: int = 50
-    """Times each both-group fact is rendered into clone documents."""
+    """Times each both-group fact is rendered into clone (real setting: each target's) documents."""
     # Model (Llama-style, untied by default).
     num_layers: int = 4
     hidden_size: int = 128
@@ -131,6 +134,9 @@ class Preset:
         if self.checkpoint_evals and self.checkpoint_evals % self.eval_interval:
             raise ValueError(f"checkpoint_evals {self.checkpoint_evals} must be a multiple of "
                              f"eval_interval {self.eval_interval} (checkpoints are saved there)")
+        if (self.setting == "clone") != (self.pair == "en-clone"):
+            raise ValueError(f"setting {self.setting!r} with pair {self.pair!r}: the clone setting's pair is "
+                             "en-clone, the real setting's one of REAL_PAIRS")
         if self.nproc % self.tensor_parallel:
             raise ValueError(f"nproc {self.nproc} is not a multiple of tensor_parallel {self.tensor_parallel}")
 
@@ -176,6 +182,8 @@ PRESETS = {
         eval_iters=50, stage1_iters=5000, stage1_entries=256, stage1_lr=5e-4, nproc=8, bf16=True,
         eval_max_tokens=500000),
 }
+
+LANGUAGE_NAMES = {"clone": "Clone", "en": "English", "de": "German", "es": "Spanish", "zh": "Chinese"}
 
 REAL_PAIRS = ("en-de", "en-es", "en-zh", "en-de-es")
 """Pairs of the real setting: English with German, Spanish or Chinese, and one multi-way model over

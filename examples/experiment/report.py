@@ -26,6 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from examples.experiment.presets import LANGUAGE_NAMES
 from megatron_prealign.evaluation.report import markdown_table
 from megatron_prealign.files import atomic_open  # noqa: E402
 
@@ -108,9 +109,6 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-LANGUAGE_NAMES = {"clone": "clone", "en": "English", "de": "German", "es": "Spanish", "zh": "Chinese"}
-
-
 def _targets(results: dict) -> List[str]:
     return results["pair"].split("-")[1:] if results.get("setting") == "real" else ["clone"]
 
@@ -137,7 +135,7 @@ def _plot_curves(results: dict, path: Path) -> None:
                 lo = [min(r[key][i] for r in runs) for i in range(len(its))]
                 hi = [max(r[key][i] for r in runs) for i in range(len(its))]
                 ax.fill_between(its, lo, hi, color=ARM_COLOURS.get(arm), alpha=0.15)
-        ax.set_title(f"validation {LANGUAGE_NAMES[language]} loss (stage 2)")
+        ax.set_title(f"validation {'clone' if language == 'clone' else LANGUAGE_NAMES[language]} loss (stage 2)")
         ax.set_xlabel("iteration")
         ax.set_ylabel("loss (nats/token)")
         ax.grid(alpha=0.3)
@@ -172,7 +170,8 @@ def _plot_alignment(results: dict, path: Path) -> None:
         ax.set_xlabel("stage-2 iteration")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    (axes[0] if len(levels) > 1 else axes).set_ylabel("P@1, dev words (English -> clone)")
+    target = " + ".join(LANGUAGE_NAMES[t] for t in _targets(results))
+    (axes[0] if len(levels) > 1 else axes).set_ylabel(f"P@1, held-out words (English -> {target})")
     (axes[-1] if len(levels) > 1 else axes).legend()
     fig.suptitle("Alignment per level during stage 2: does it persist?")
     fig.savefig(path, dpi=110)

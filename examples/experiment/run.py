@@ -1,7 +1,11 @@
 #!/usr/bin/env python
-"""The English / English-Clone experiment, end to end: PreAlign vs joint training.
+"""The PreAlign experiment, end to end: PreAlign vs joint training, on English / English-Clone
+(``--setting clone``, the default and the built-in main job) or on English with real languages
+(``--setting real --pair en-de|en-es|en-zh|en-de-es``; presets ``tiny``, ``cpu``, ``gpu150m``).
 
     python examples/experiment/run.py --preset tiny --output-dir runs/tiny
+    python examples/experiment/run.py --setting real --pair en-de --preset tiny --output-dir runs/de
+    python examples/experiment/run.py --setting real --preset gpu150m --output-dir runs/g --dry-run
 
 runs corpus -> SentencePiece tokenizer -> English and clone shards -> English<->Clone dictionaries
 -> stage 1 -> code-switched shards -> stage 2 (every arm, every seed) -> Hugging Face conversion ->
@@ -55,7 +59,7 @@ from examples.experiment.cli import experiment_lock, parse_list, report_errors  
 from examples.experiment.clone import data_prep  # noqa: E402
 from examples.experiment.dag import build_steps  # noqa: E402,F401  (tests import it from here)
 from examples.experiment.pipeline import Pipeline  # noqa: E402
-from examples.experiment.presets import PRESETS, REAL_PAIRS, REAL_PRESETS  # noqa: E402
+from examples.experiment.presets import LANGUAGE_NAMES, PRESETS, REAL_PAIRS, REAL_PRESETS  # noqa: E402
 from megatron_prealign.evaluation.report import markdown_table  # noqa: E402
 
 
@@ -75,7 +79,9 @@ def main(argv=None) -> int:
                         help="JSONL corpus (one paragraph per line, field 'text'); default: built-in.")
     parser.add_argument("--dry-run", action="store_true",
                         help="Print the plan (every step, done or to do, and each training command line "
-                             "exactly as it would be launched) and exit; runs and writes nothing.")
+                             "as it would be launched now: flags that depend on finished data steps, "
+                             "such as evaluation dictionaries, appear once those are done) and exit; "
+                             "runs and writes nothing.")
     args = parser.parse_args(argv)
 
     presets = REAL_PRESETS if args.setting == "real" else PRESETS
@@ -98,8 +104,10 @@ def main(argv=None) -> int:
     if not corpus.is_file():
         parser.error(f"--corpus {corpus}: no such file")
     if args.dry_run:
-        print("\n".join(Pipeline(args.output_dir).plan(build_steps(preset, corpus))))
-        return 0
+        def plan() -> int:
+            print("\n".join(Pipeline(args.output_dir).plan(build_steps(preset, corpus))))
+            return 0
+        return report_errors("run.py", plan)
     return report_errors("run.py", lambda: run(preset, corpus, args.output_dir))
 
 
@@ -126,9 +134,6 @@ HEADLINE_ROWS = [
     ("P@1 held-out words, middle layer", "align_p1_middle_layer_heldout"),
     ("P@1 held-out words, last layer", "align_p1_last_layer_heldout"),
 ]
-
-
-LANGUAGE_NAMES = {"de": "German", "es": "Spanish", "zh": "Chinese"}
 
 
 def headline_rows(results: dict) -> list:

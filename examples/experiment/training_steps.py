@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from examples.experiment.pipeline import run_logged
+from examples.experiment.real.data_prep import evaluation_dictionaries
 
 REPO = Path(__file__).resolve().parents[2]
 ARMS = {
@@ -52,25 +53,22 @@ def model_flags(preset) -> list:
         flags += ["--tensor-model-parallel-size", preset.tensor_parallel, "--sequence-parallel"]
     if not preset.untie_embeddings:
         flags.append("--no-untie-embeddings-and-output-weights")
-    if preset.bf16 and _cuda_available():
+    if preset.bf16 and cuda_available():
         flags.append("--bf16")
     return flags
 
 
-def _cuda_available() -> bool:
+def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
 
 
-EVAL_DICTIONARIES = ("dev", "unseen", "strict_unseen", "dev_de", "dev_es", "unseen_de", "unseen_es")
-"""Dictionaries the data step may write for evaluation (per target with the multi-way model)."""
-
-
-def eval_dictionaries(dictionaries: Path) -> list:
+def eval_dictionaries(preset, dictionaries: Path) -> list:
     """The evaluation dictionaries that exist and have entries (strict_unseen can be empty on a small
     corpus, and training refuses an empty dictionary)."""
-    named = [f"{name}={dictionaries / (name + '.jsonl')}" for name in EVAL_DICTIONARIES
+    names = evaluation_dictionaries(preset) if preset.setting == "real" else ("dev", "unseen", "strict_unseen")
+    named = [f"{name}={dictionaries / (name + '.jsonl')}" for name in names
              if (dictionaries / (name + ".jsonl")).is_file()
              and (dictionaries / (name + ".jsonl")).stat().st_size > 0]
     return ["--alignment-eval-dictionary", *named] if named else []
@@ -89,7 +87,7 @@ def stage1_command(preset, seed: int, out: Path, inputs) -> list:
     return torchrun(preset.nproc) + [
         REPO / "pretrain_prealign.py", "--stage", "align",
         "--alignment-dictionary", inputs["dictionaries"] / "stage1.jsonl",
-        "--alignment-heldout-fraction", "0", *eval_dictionaries(inputs["dictionaries"]),
+        "--alignment-heldout-fraction", "0", *eval_dictionaries(preset, inputs["dictionaries"]),
         "--alignment-levels", preset.alignment_levels, "--alignment-alpha", preset.alignment_alpha,
         "--alignment-lm-weight", preset.alignment_lm_weight,
         *model_flags(preset), "--tokenizer-model", inputs["tokenizer"] / "spm.model",
@@ -139,7 +137,7 @@ def stage2_command(preset, arm: str, seed: int, out: Path, inputs) -> list:
         "--data-path", *data_blend(preset, english, shards),
         "--valid-data-path", *[shards / f"{language}_valid_text_document"
                                for language in ["en", *preset.targets]],
-        "--multiple-validation-sets", *eval_dictionaries(inputs["dictionaries"]),
+        "--multiple-validation-sets", *eval_dictionaries(preset, inputs["dictionaries"]),
         "--micro-batch-size", preset.micro_batch_size,  # per process
         "--global-batch-size", preset.global_batch_size, "--train-iters", preset.train_iters,
         "--lr", preset.lr, "--min-lr", preset.lr * preset.min_lr_ratio,

@@ -75,6 +75,10 @@ def test_dictionaries_are_attested_in_both_corpora_and_split_without_overlap(de_
     assert entries["unseen_es"] == [[c[0], c[2]] for c in entries["unseen"]]
     # German nouns keep their capital letter when the corpus writes them so.
     assert any(c[1][0].isupper() for c in entries["stage1"])
+    # No translation belongs to two concepts (a held-out word's translation is never trained in stage 1).
+    for index in (1, 2):
+        words = [c[index] for name in ("codeswitch", "unseen") for c in entries[name]]
+        assert len(words) == len(set(words))
 
 
 def test_codeswitched_shard_puts_target_words_into_english_input(de_es):
@@ -106,6 +110,11 @@ def test_transfer_and_retrieval_files_have_no_translation_leak(de_es):
         assert target and {r["split"] for r in records} == {"train", "source", "target"}
         assert not any(translation_of[r["text"]] in train for r in target)
         assert len(Counter(r["label"] for r in records if r["split"] == "train")) >= 6
+    # English and zero-shot scores are measured on the same aligned units.
+    bible = {r["es"]: r["en"] for r in real_data.tasks.load_bible()}
+    records = read(transfer / "bible_es.jsonl")
+    source = [r["text"] for r in records if r["split"] == "source"]
+    assert [bible[r["text"]] for r in records if r["split"] == "target"] == source
     pairs = read(transfer / "retrieval_bible_es.jsonl")
     assert len(pairs) == 40 and len({p["source"] for p in pairs}) == 40
     bible_train = {r["text"] for r in read(transfer / "bible_es.jsonl") if r["split"] == "train"}

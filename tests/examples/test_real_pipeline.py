@@ -37,8 +37,8 @@ def test_every_metric_of_the_real_setting_is_reported(complete_run):
     results = json.loads((complete_run / "results.json").read_text())
     assert results["setting"] == "real" and results["pair"] == "en-es"
     required = ["es_ppl", "english_ppl", "knowledge_en_only", "knowledge_both", "knowledge_never",
-                "knowledge_en_only_in_english", "transfer_debian_reference_english",
-                "transfer_debian_reference_es", "transfer_bible_english", "transfer_bible_es",
+                "knowledge_en_only_in_english", "transfer_debian_reference_es_english",
+                "transfer_debian_reference_es", "transfer_bible_es_english", "transfer_bible_es",
                 "retrieval_p1_middle_layer_bible_es", "retrieval_p1_last_layer_debian_reference_es",
                 "align_p1_embedding_heldout", "align_p1_last_layer_unseen"]
     for arm, metrics in results["arms"].items():

@@ -55,10 +55,21 @@ MAX_CJK_WORD = 4
 """Chinese is written without spaces: a translation is attested when it occurs inside the text,
 counted over every substring of up to this many ideographs."""
 TOKENIZER_CHARACTERS_PER_LANGUAGE = 3_000_000
+DICTIONARY_RULES = "attested-v2"
+"""Version of the dictionary rules, part of the dictionaries step's key (v2: one concept per target
+spelling, so a held-out word's translation never also belongs to a stage-1 concept)."""
+TRANSFER_RULES = "aligned-v2"
+"""Version of the transfer/retrieval rules, part of the transfer step's key (v2: English and target
+test items are the same aligned units; Debian Reference retrieval a seeded sample; pairs whose texts
+collide once cut to the sequence length dropped)."""
 
 
 def corpus_file(language: str) -> Path:
-    return DATA_DIR / f"{language}.jsonl.gz"
+    path = DATA_DIR / f"{language}.jsonl.gz"
+    if not path.is_file():
+        raise CorpusError(f"{path}: the committed {language} corpus is missing (rebuild it with "
+                          "examples/experiment/real/build_corpora.py)")
+    return path
 
 
 def dictionary_file(pair: str) -> Path:
@@ -192,8 +203,12 @@ def committed_concepts(pair: str) -> List[Tuple[str, Dict[str, List[str]]]]:
                     raise CorpusError(f"{path}:{number}: expected english<TAB>{targets[0]}")
                 concepts.setdefault(english, {targets[0]: []})[targets[0]].append(target)
             else:
-                row = json.loads(line)
-                concepts[row["en"]] = {t: list(row[t]) for t in targets}
+                try:
+                    row = json.loads(line)
+                    concepts[row["en"]] = {t: list(row[t]) for t in targets}
+                except (json.JSONDecodeError, KeyError, TypeError) as err:
+                    raise CorpusError(f"{path}:{number}: expected a JSON object with \"en\" and "
+                                      f"{', '.join(map(repr, targets))} lists ({err})") from err
     return list(concepts.items())
 
 
@@ -223,7 +238,22 @@ def attested_concepts(preset, committed, english: Dict[str, Counter], target: Di
             concept.append(target[language][best].most_common(1)[0][0])
         else:
             concepts.append(concept)
-    return concepts
+    return _one_concept_per_target_word(concepts, english)
+
+
+def _one_concept_per_target_word(concepts: List[List[str]], english: Dict[str, Counter]) -> List[List[str]]:
+    """Synonyms share translations (big/large -> groß): keep, for each target spelling, the concept of
+    the most frequent English word, so no translation belongs to two concepts (a held-out word's
+    translation would otherwise be trained under its synonym in stage 1)."""
+    def frequency(concept):
+        return -sum(english[concept[0].lower()].values()), concept[0]
+
+    kept, taken = [], set()
+    for concept in sorted(concepts, key=frequency):
+        if taken.isdisjoint(concept[1:]):
+            kept.append(concept)
+            taken.update(concept[1:])
+    return sorted(kept, key=lambda c: c[0])
 
 
 def dictionaries_step(preset, out: Path, inputs) -> dict:
@@ -240,6 +270,11 @@ def dictionaries_step(preset, out: Path, inputs) -> dict:
     facts = json.loads((corpus / "facts.json").read_text())
     subject_parts = {p.lower() for f in facts for p in f["subject"].split()}
     concepts = attested_concepts(preset, committed, english, target, subject_parts)
+    if len(concepts) < 2 * (preset.dev_words + preset.unseen_share * len(concepts)) or not concepts:
+        raise CorpusError(f"{dictionary_file(preset.pair)}: only {len(concepts)} entries are attested in the "
+                          f"{preset.pair} training text (min_word_count {preset.min_word_count}, "
+                          f"min_target_count {preset.min_target_count}); the {preset.name} preset holds out "
+                          f"{preset.dev_words} of them and needs at least as many for stage 1")
     random.Random(0).shuffle(concepts)
     n_unseen = int(round(preset.unseen_share * len(concepts)))
     unseen, rest = concepts[:n_unseen], concepts[n_unseen:]
@@ -292,42 +327,71 @@ def transfer_tasks(preset) -> List[Tuple[str, str]]:
     return found
 
 
-def _balanced(pairs: Sequence[Tuple[str, str]], per_class: int, salt: str) -> List[Tuple[str, str]]:
-    """Up to ``per_class`` items of each label, a deterministic (hash-ranked) choice."""
-    by_label: Dict[str, List[Tuple[str, str]]] = defaultdict(list)
-    for text, label in sorted(pairs, key=lambda p: tasks.rank(p[0], salt)):
-        if len(by_label[label]) < per_class:
-            by_label[label].append((text, label))
+def _balanced(items: Sequence[tuple], per_class: int, salt: str) -> List[tuple]:
+    """Up to ``per_class`` items of each label (an item's last field), a deterministic choice ranked
+    by the hash of its first field."""
+    by_label: Dict[str, List[tuple]] = defaultdict(list)
+    for item in sorted(items, key=lambda item: tasks.rank(item[0], salt)):
+        if len(by_label[item[-1]]) < per_class:
+            by_label[item[-1]].append(item)
     return [item for label in sorted(by_label) for item in by_label[label]]
 
 
 def _task_records(task: "tasks.TransferTask", language: str, preset) -> List[dict]:
+    """English training items; the same aligned test units in English (``source``) and in the target
+    (``target``), so the two scores differ only by the language."""
     train = _balanced(task.train, preset.transfer_train_per_class, f"{task.name}-train")
-    test_en = _balanced(task.test["en"], preset.transfer_test_per_class, f"{task.name}-test")
-    test_target = _balanced(task.test[language], preset.transfer_test_per_class, f"{task.name}-test")
+    test = _balanced(task.aligned_test[language], preset.transfer_test_per_class, f"{task.name}-test")
     return ([{"text": t, "label": y, "split": "train"} for t, y in train]
-            + [{"text": t, "label": y, "split": "source"} for t, y in test_en]
-            + [{"text": t, "label": y, "split": "target"} for t, y in test_target])
+            + [{"text": en, "label": y, "split": "source"} for en, _, y in test]
+            + [{"text": tgt, "label": y, "split": "target"} for _, tgt, y in test])
+
+
+def _distinct_once_cut(pairs: List[Tuple[str, str]], tokenizer, seq_length: int) -> Tuple[List[Tuple[str, str]], int]:
+    """The pairs whose source and target each stay distinct from every other kept pair's once cut
+    to ``seq_length`` tokens (the evaluation refuses texts it cannot tell apart), and how many were
+    dropped."""
+    seen: Dict[str, set] = {"source": set(), "target": set()}
+    kept = []
+    for source, target in pairs:
+        cut = {"source": tuple(tokenizer.tokenize(source)[:seq_length]),
+               "target": tuple(tokenizer.tokenize(target)[:seq_length])}
+        if any(cut[side] in seen[side] for side in seen):
+            continue
+        for side in seen:
+            seen[side].add(cut[side])
+        kept.append((source, target))
+    return kept, len(pairs) - len(kept)
+
+
+def retrieval_sets(preset) -> Dict[str, List[Tuple[str, str]]]:
+    """EN<->target pairs per set, drawn from the test side of the transfer splits, seeded samples."""
+    debian = tasks.load_debian_reference()
+    sets = {f"debian_reference_{language}": pairs for language, pairs in
+            tasks.debian_reference_retrieval_pairs(debian, limit=preset.retrieval_pairs).items()
+            if language in preset.targets}
+    if "es" in preset.targets:
+        sets["bible_es"] = tasks.bible_retrieval_pairs(tasks.load_bible(), limit=preset.retrieval_pairs)
+    return sets
 
 
 def transfer_step(preset, out: Path, inputs) -> dict:
-    debian = tasks.load_debian_reference()
-    built = {"debian_reference": tasks.debian_reference_task(debian)}
-    retrieval = {f"debian_reference_{language}": pairs[:preset.retrieval_pairs]
-                 for language, pairs in tasks.debian_reference_retrieval_pairs(debian).items()
-                 if language in preset.targets}
+    from megatron_prealign.text.tokenizers import build_tokenizer
+
+    built = {"debian_reference": tasks.debian_reference_task(tasks.load_debian_reference())}
     if "es" in preset.targets:
-        bible = tasks.load_bible()
-        built["bible"] = tasks.bible_transfer_task(bible)
-        retrieval["bible_es"] = tasks.bible_retrieval_pairs(bible, limit=preset.retrieval_pairs)
-    summary = {"tasks": {}, "retrieval": {}}
+        built["bible"] = tasks.bible_transfer_task(tasks.load_bible())
+    summary = {"tasks": {}, "retrieval": {}, "retrieval_dropped_as_identical_once_cut": {}}
     for name, language in transfer_tasks(preset):
         records = _task_records(built[name], language, preset)
         write_jsonl_records(out / f"{name}_{language}.jsonl", records)
         summary["tasks"][f"{name}_{language}"] = dict(Counter(r["split"] for r in records))
-    for name, pairs in retrieval.items():
+    tokenizer = build_tokenizer("SentencePieceTokenizer", str(inputs["tokenizer"] / "spm.model"))
+    for name, pairs in retrieval_sets(preset).items():
+        pairs, dropped = _distinct_once_cut(pairs, tokenizer, preset.seq_length)
         write_jsonl_records(out / f"retrieval_{name}.jsonl", [{"source": s, "target": t} for s, t in pairs])
         summary["retrieval"][name] = len(pairs)
+        summary["retrieval_dropped_as_identical_once_cut"][name] = dropped
     return summary
 
 

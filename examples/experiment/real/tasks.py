@@ -256,6 +256,9 @@ class TransferTask:
     train_units: List[str] = field(default_factory=list)   # books, or "chapter/block" ids
     test_units: List[str] = field(default_factory=list)
     dropped_test: int = 0
+    aligned_test: Dict[str, List[Tuple[str, str, str]]] = field(default_factory=dict)
+    """Per target language, the test items that have it: (English text, its translation, label), so
+    the English and the zero-shot score can be measured on the same items."""
 
 
 def _without_leaks(train: Sequence[dict], test: Sequence[dict], langs: Sequence[str]) -> Tuple[List[dict], int]:
@@ -275,7 +278,8 @@ def bible_transfer_task(records: Sequence[dict], **split_kw) -> TransferTask:
         name="bible_book_groups", labels=BIBLE_GROUPS,
         train=[(r["en"], r["group"]) for r in train],
         test={lang: [(r[lang], r["group"]) for r in test] for lang in ("en", "es")},
-        train_units=split["train"], test_units=split["test"], dropped_test=dropped)
+        train_units=split["train"], test_units=split["test"], dropped_test=dropped,
+        aligned_test={"es": [(r["en"], r["es"], r["group"]) for r in test]})
 
 
 def _debian_reference_sides(records: Sequence[dict], **split_kw) -> Tuple[List[dict], List[dict], dict, int]:
@@ -298,7 +302,9 @@ def debian_reference_task(records: Sequence[dict], **split_kw) -> TransferTask:
         test={lang: [(r[lang], r["label"]) for r in test if r[lang] is not None]
               for lang in ("en",) + TARGET_LANGUAGES},
         train_units=[f"{c}/{b}" for c, b in split["train"]], test_units=[f"{c}/{b}" for c, b in split["test"]],
-        dropped_test=dropped)
+        dropped_test=dropped,
+        aligned_test={lang: [(r["en"], r[lang], r["label"]) for r in test if r[lang] is not None]
+                      for lang in TARGET_LANGUAGES})
 
 
 def _unique_pairs(pairs: Iterable[Tuple[str, str]], limit: Optional[int], salt: str) -> List[Tuple[str, str]]:
