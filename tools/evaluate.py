@@ -207,7 +207,8 @@ def _retrieval_ids(path, side, numbered_texts, tokenizer, vocab_size, limit):
     duplicate = first_duplicate(cut)
     if duplicate is not None:
         first, second = (numbered_texts[i][0] for i in duplicate)
-        same = "the same ids" if cut[duplicate[1]] == tuple(sequences[duplicate[1]]) \
+        whole = all(cut[i] == tuple(sequences[i]) for i in duplicate)  # neither text was cut
+        same = "the same ids" if whole \
             else f"the same first {limit} tokens (the limit: --retrieval-max-tokens or the model's positions)"
         raise EvalDataError(f"{path}:{second}: the {side} text has {same} as on line {first}: they "
                             "get the same vector, so P@1 between them is ill-defined; keep one of "

@@ -151,3 +151,19 @@ def test_a_bad_retrieval_file_is_refused_naming_file_and_line(tmp_path, lines, m
     with pytest.raises(EvalDataError) as error:
         _retrieval_pairs(str(path))
     assert message.format(path=path) in str(error.value)
+
+
+def test_a_collision_after_cutting_names_the_limit_even_when_only_the_first_text_was_cut():
+    """``a b c`` cut to 2 tokens equals ``a b``: the texts differ, so the message must name the cut,
+    not claim that they have the same ids."""
+    from megatron_prealign.evaluation.inputs import EvalDataError
+    from tools.evaluate import _retrieval_ids
+
+    class Words:
+        def tokenize(self, text):
+            return [ord(word) - ord("a") + 1 for word in text.split()]
+
+    with pytest.raises(EvalDataError, match="pairs.jsonl:2: the source text has the same first 2 tokens"):
+        _retrieval_ids("pairs.jsonl", "source", [(1, "a b c"), (2, "a b")], Words(), 10, 2)
+    with pytest.raises(EvalDataError, match="pairs.jsonl:2: the source text has the same ids as on line 1"):
+        _retrieval_ids("pairs.jsonl", "source", [(1, "a b"), (2, "a b")], Words(), 10, 5)
