@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.helpers import markdown_table_rows
+
 DATA = Path(__file__).resolve().parents[2] / "examples" / "experiment" / "clone" / "data"
 CORPUS = DATA / "corpus.jsonl.gz"
 LABELLED = DATA / "brown_genres.jsonl.gz"
@@ -37,18 +39,6 @@ def _read_jsonl_gz(path):
 
 def _int(cell):
     return int(cell.strip().strip("*").replace(",", ""))
-
-
-def _table_rows(text, header_start):
-    """Cells of the markdown table whose header line starts with ``header_start``."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +89,7 @@ def test_files_exist_and_are_small():
 
 
 def test_readme_hashes_and_line_counts(readme, corpus, labelled):
-    rows = {r[0].strip("`"): r for r in _table_rows(readme, "| file |")}
+    rows = {r[0].strip("`"): r for r in markdown_table_rows(readme, "| file |")}
     for path, records in ((CORPUS, corpus), (LABELLED, labelled)):
         row = rows[path.name]
         assert _int(row[1]) == len(records)
@@ -131,7 +121,7 @@ def test_corpus_is_english(corpus):
 
 
 def test_corpus_counts_match_readme(corpus, readme):
-    rows = _table_rows(readme, "| source |")
+    rows = markdown_table_rows(readme, "| source |")
     table = {r[0].strip("`"): (_int(r[3]), _int(r[4])) for r in rows if r[0].startswith("`")}
     assert set(table) == SOURCES
     got = defaultdict(lambda: [0, 0])
@@ -159,7 +149,7 @@ def test_labelled_records(labelled):
 
 
 def test_labelled_counts_and_mapping_match_readme(labelled, readme):
-    rows = [r for r in _table_rows(readme, "| label |") if r[0].startswith("`")]
+    rows = [r for r in markdown_table_rows(readme, "| label |") if r[0].startswith("`")]
     table = {r[0].strip("`"): r for r in rows}
     assert set(table) == LABELS
     by_label = defaultdict(list)
@@ -199,7 +189,7 @@ def test_the_build_script_renders_the_committed_readme(corpus, labelled, readme)
     per_source = defaultdict(list)
     for rec in corpus:
         per_source[rec["source"]].append(rec["text"])
-    archives = {row[0].strip("`"): row[1].strip("`") for row in _table_rows(readme, "| archive |")}
+    archives = {row[0].strip("`"): row[1].strip("`") for row in markdown_table_rows(readme, "| archive |")}
     stats = {
         "corpus": {name: {"paragraphs": len(ps), "words": sum(len(p.split()) for p in ps)}
                    for name, ps in per_source.items()},

@@ -17,6 +17,7 @@ import pytest
 
 from megatron_prealign.preprocess.lexicon import SINGLE_WORD, corpus_word_counts, coverage
 from megatron_prealign.text.dictionary import load_dictionary
+from tests.fixtures.helpers import markdown_table_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "examples" / "experiment" / "real" / "data"
@@ -31,17 +32,6 @@ MAX_BYTES = 3_000_000
 
 def _int(cell):
     return int(cell.strip().strip("*").replace(",", ""))
-
-
-def _table(text, header_start):
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +62,7 @@ def corpus_counts():
 
 
 def test_files_match_readme(readme, counts):
-    rows = {r[0].strip("`"): r for r in _table(readme, "| file |")}
+    rows = {r[0].strip("`"): r for r in markdown_table_rows(readme, "| file |")}
     assert set(rows) == {f"dictionaries/{f}" for f in FILES.values()}
     for name, fname in FILES.items():
         data = (DICTS / fname).read_bytes()
@@ -88,7 +78,7 @@ def test_files_match_readme(readme, counts):
 
 
 def test_dictionaries_load_and_match_counts(dictionaries, counts, readme):
-    table = {r[0]: r for r in _table(readme, "| dictionary | lexicon pairs read |")}
+    table = {r[0]: r for r in markdown_table_rows(readme, "| dictionary | lexicon pairs read |")}
     for name in PAIRS:
         d, c = dictionaries[name], counts["dictionaries"][name]
         assert d.format == "pairs" and not d.dropped
@@ -127,7 +117,7 @@ def test_multiway_joins_through_english(dictionaries, multiway_rows):
 
 def test_english_side_in_corpus_and_coverage(dictionaries, counts, corpus_counts, readme):
     assert counts["corpus"] == {"tokens": sum(corpus_counts.values()), "types": len(corpus_counts)}
-    table = {r[0]: r for r in _table(readme, "| dictionary | tokens covered |")}
+    table = {r[0]: r for r in markdown_table_rows(readme, "| dictionary | tokens covered |")}
     for name in FILES:
         english = [e[0] for e in dictionaries[name].entries]
         assert all(w in corpus_counts for w in english), name

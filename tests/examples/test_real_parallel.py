@@ -15,6 +15,7 @@ import pytest
 
 from examples.experiment.real import build_parallel, tasks
 from megatron_prealign.errors import PreAlignError
+from tests.fixtures.helpers import markdown_table_rows
 
 DATA = tasks.DATA
 README = DATA / "README.parallel.md"
@@ -22,17 +23,6 @@ README = DATA / "README.parallel.md"
 
 def _int(cell):
     return int(cell.strip().strip("*").strip("`").replace(",", ""))
-
-
-def _table_rows(text, header_start):
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +43,7 @@ def readme():
 # ---------------------------------------------------------------------------------------------- files
 
 def test_files_are_small_and_match_the_readme(readme, bible, debref):
-    rows = {r[0].strip("`"): r for r in _table_rows(readme, "| file |")}
+    rows = {r[0].strip("`"): r for r in markdown_table_rows(readme, "| file |")}
     for path, records in ((tasks.BIBLE_FILE, bible), (tasks.DEBIAN_REFERENCE_FILE, debref)):
         data = path.read_bytes()
         assert len(data) < build_parallel.MAX_GZ_BYTES
@@ -90,7 +80,7 @@ def test_bible_versification_shifts_are_not_in_the_data(bible):
 
 
 def test_bible_counts_match_readme(bible, readme):
-    rows = [r for r in _table_rows(readme, "| group |") if r[0].startswith("`")]
+    rows = [r for r in markdown_table_rows(readme, "| group |") if r[0].startswith("`")]
     table = {r[0].strip("`"): [_int(c) for c in r[1:]] for r in rows}
     assert list(table) == list(tasks.BIBLE_GROUPS)
     for group, (books, verses, en_words, es_words) in table.items():
@@ -116,7 +106,7 @@ def test_debian_reference_records(debref):
 
 
 def test_debian_reference_counts_match_readme(debref, readme):
-    rows = [r for r in _table_rows(readme, "| label |") if r[0].startswith("`")]
+    rows = [r for r in markdown_table_rows(readme, "| label |") if r[0].startswith("`")]
     assert [r[0].strip("`") for r in rows] == list(tasks.DEBIAN_REFERENCE_LABELS)
     for label, chapter, n, de, es, zh in rows:
         recs = [r for r in debref if r["label"] == label.strip("`")]
@@ -269,7 +259,7 @@ def test_bible_alignment_check_drops_shifted_chapters():
 def test_debian_reference_readme_is_rendered_from_the_data(bible, debref, readme):
     """The script's README renderer, given the statistics of the committed files, writes the committed
     section byte for byte (archive hashes and alignment counts are taken from the README itself)."""
-    archives = {row[0].strip("`"): row[1].strip("`") for row in _table_rows(readme, "| archive |")}
+    archives = {row[0].strip("`"): row[1].strip("`") for row in markdown_table_rows(readme, "| archive |")}
     m = re.search(r"verification \(([\d,]+) verse keys\).*?dropped whole: \d+ chapters \(([\d,]+) verses: (.*?)\); "
                   r"([\d,]+) more", readme.replace("KJV versification", "verification"), re.S)
     stats = {
