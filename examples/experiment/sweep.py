@@ -2,9 +2,13 @@
 """Where does PreAlign beat joint training? Named variants x arms x seeds through the experiment.
 
     python examples/experiment/sweep.py --grid cpu --seeds 1,2 --output-dir runs/sweep
+    python examples/experiment/sweep.py --grid real-cpu --pair en-de --seeds 1 --output-dir runs/de
 
 For every variant (a set of preset overrides: tied output embedding, which levels stage 1 aligns,
 the alignment loss weights, the code-switching ratio, stage-1 length, more tokens) and every arm:
+
+The ``real-cpu`` grid asks the same of the real setting (``--pair``): stage-1 length and loss weights
+and the code-switching ratio around the real ``cpu`` preset, at the clone sweep's lr.
 
 1. **learning rate**: stage 2 runs on the first seed at every lr of the grid; the one with the lowest
    final validation loss (mean of English and clone, on the validation documents, which the final
@@ -25,8 +29,10 @@ of variants that only change PreAlign's knobs) runs once. After each variant the
 rewritten:
 
     sweep.json   per variant: overrides, lr candidates and choice per arm, per-arm metrics per seed,
-                 and the gap PreAlign - joint per metric (per seed, mean, std)
-    sweep.md     the gap table (mean +- std over seeds), the chosen lrs, per-arm values
+                 per-arm validation loss per seed, and the gap PreAlign - joint per metric
+    sweep.md     the validation table and the variant it selects (lowest PreAlign validation loss:
+                 the configuration to adopt, chosen without the test metrics), the gap table (mean
+                 +- std over seeds), the chosen lrs, per-arm values
     plots/sweep_gap.png    the gap per variant for the headline metrics, seeds as dots
 """
 
@@ -36,6 +42,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 import statistics
 import sys
 from dataclasses import dataclass, field
@@ -49,7 +56,14 @@ from examples.experiment import dag, training_steps  # noqa: E402
 from examples.experiment.cli import experiment_lock, parse_list, report_errors  # noqa: E402
 from examples.experiment.clone import data_prep  # noqa: E402
 from examples.experiment.pipeline import Pipeline  # noqa: E402
-from examples.experiment.presets import AUTHORS_CODE, PAPER_WEIGHTS, PRESETS, Preset  # noqa: E402
+from examples.experiment.presets import (  # noqa: E402
+    AUTHORS_CODE,
+    PAPER_WEIGHTS,
+    PRESETS,
+    REAL_PAIRS,
+    REAL_PRESETS,
+    Preset,
+)
 from examples.experiment.report import mean_std, read_log  # noqa: E402
 from megatron_prealign.evaluation.report import markdown_table  # noqa: E402
 from megatron_prealign.files import atomic_open  # noqa: E402
@@ -59,9 +73,24 @@ GAP_METRICS = ["clone_ppl", "english_ppl", "knowledge_en_only", "knowledge_both"
                "align_p1_embedding_heldout", "align_p1_middle_layer_heldout",
                "align_p1_last_layer_heldout", "align_p1_embedding_strict_unseen",
                "align_p1_middle_layer_strict_unseen", "align_p1_last_layer_strict_unseen"]
-LOWER_IS_BETTER = {"clone_ppl", "english_ppl"}
 PLOTTED = ["clone_ppl", "english_ppl", "knowledge_en_only", "transfer_clone",
            "align_p1_middle_layer_heldout", "align_p1_middle_layer_strict_unseen"]
+REAL_GAP_PATTERNS = [r"\w+_ppl", r"knowledge_(en_only|both)(_[a-z]{2})?", r"knowledge_en_only_in_english",
+                     r"transfer_\w+", r"align_p1_(embedding|middle_layer|last_layer)_heldout(_[a-z]{2})?",
+                     r"retrieval_p1_(embedding|middle_layer|last_layer)_\w+"]
+"""The real setting's headline metrics, by name (the targets and transfer tasks vary with the pair)."""
+REAL_PLOTTED_PATTERNS = [r"\w+_ppl", r"knowledge_en_only(_[a-z]{2})?", r"transfer_\w+_(?!english)[a-z]{2}",
+                         r"align_p1_middle_layer_heldout(_[a-z]{2})?", r"retrieval_p1_middle_layer_\w+"]
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.endswith("_ppl")
+
+
+def matching(names, patterns: Sequence[str]) -> List[str]:
+    """``names`` that fully match one of ``patterns``, grouped by pattern in pattern order."""
+    return [n for p in patterns for n in sorted(names) if re.fullmatch(p, n)
+            and not any(re.fullmatch(q, n) for q in patterns[:patterns.index(p)])]
 
 
 @dataclass(frozen=True)
@@ -80,6 +109,13 @@ class Grid:
     variants: Tuple[Variant, ...]
     lrs: Tuple[float, ...]
     arms: Tuple[str, ...] = ("joint", "prealign")
+
+    def gap_metrics(self, names) -> List[str]:
+        """The metrics of the gap table: fixed in the clone setting, by pattern in the real one."""
+        return GAP_METRICS if self.base.setting == "clone" else matching(names, REAL_GAP_PATTERNS)
+
+    def plotted(self, names) -> List[str]:
+        return PLOTTED if self.base.setting == "clone" else matching(names, REAL_PLOTTED_PATTERNS)
 
 
 def _cpu_variants(base: Preset) -> Tuple[Variant, ...]:
@@ -120,9 +156,30 @@ def _cpu_variants(base: Preset) -> Tuple[Variant, ...]:
               for name, description, overrides in round_two)
 
 
+def _real_cpu_variants(base: Preset) -> Tuple[Variant, ...]:
+    """The knobs the clone sweep found to matter, around the real ``cpu`` preset (which is the clone
+    sweep's winner), one at a time: on real words stage 1 can align only the dictionary it sees
+    (held-out P@1 ~0.1, not the clone's ~1.0), so how long and how hard to align, and how much to
+    switch, may choose differently. The lr is the clone sweep's (3e-3, both arms): a grid per arm
+    would double the sweep on 2 cores."""
+    reference = "preset"
+    return (
+        Variant(reference, f"the real cpu preset: alpha {base.alignment_alpha:g} / LM "
+                f"{base.alignment_lm_weight:g}, stage 1 {base.stage1_iters} steps, p {base.codeswitch_ratio:g}"),
+        Variant("stage1_short", f"stage 1 a quarter as long ({base.stage1_iters // 4} steps)",
+                {"stage1_iters": base.stage1_iters // 4}, lr_from=reference),
+        Variant("authors_weights", "stage-1 loss weights of the authors' code (alpha 0.1 / LM 1.0)",
+                {"alignment_alpha": AUTHORS_CODE["alignment_alpha"],
+                 "alignment_lm_weight": AUTHORS_CODE["alignment_lm_weight"]}, lr_from=reference),
+        Variant("cs_0.2", "code-switching ratio 0.2", {"codeswitch_ratio": 0.2}, lr_from=reference),
+    )
+
+
 _CPU_BASE = PRESETS["cpu"].replace(**AUTHORS_CODE)
 GRIDS: Dict[str, Grid] = {
     "cpu": Grid("cpu", _CPU_BASE, _cpu_variants(_CPU_BASE), lrs=(1.5e-3, 3e-3, 6e-3)),
+    "real-cpu": Grid("real-cpu", REAL_PRESETS["cpu"], _real_cpu_variants(REAL_PRESETS["cpu"]),
+                     lrs=(REAL_PRESETS["cpu"].lr,)),
 }
 
 
@@ -130,19 +187,22 @@ GRIDS: Dict[str, Grid] = {
 
 
 def selection_loss(log_path: Path) -> float:
-    """Mean of the English and clone validation losses at the last evaluation of a stage-2 log."""
+    """Mean of the languages' validation losses (``lm_loss_{lang}_valid``: English and the clone or
+    each target) at the last evaluation of a stage-2 log."""
     evals = [r for r in read_log(log_path) if r["event"] == "eval"]
     if not evals:
         raise RuntimeError(f"{log_path}: no evaluation recorded; cannot choose a learning rate")
     last = evals[-1]
-    losses = [last[k] for k in ("lm_loss_en_valid", "lm_loss_clone_valid")]
+    losses = [v for k, v in last.items() if re.fullmatch(r"lm_loss_\w+_valid", k)]
+    if not losses:
+        raise RuntimeError(f"{log_path}: the last evaluation has no lm_loss_<language>_valid")
     return float("inf") if any(not math.isfinite(v) for v in losses) else statistics.fmean(losses)
 
 
-def gaps(arms: Dict[str, Dict[str, List[float]]]) -> Dict[str, dict]:
+def gaps(arms: Dict[str, Dict[str, List[float]]], metrics: Sequence[str] = GAP_METRICS) -> Dict[str, dict]:
     """PreAlign - joint per metric: per seed (paired by seed), mean and std over seeds."""
     out = {}
-    for metric in GAP_METRICS:
+    for metric in metrics:
         joint, prealign = arms.get("joint", {}).get(metric), arms.get("prealign", {}).get(metric)
         if not joint or not prealign:
             continue
@@ -199,13 +259,15 @@ class Sweep:
         preset = self.preset(variant)
         data = dag.data_steps(preset, self.corpus)
         lrs = self.choose_lrs(variant, preset, data, label)
-        evaluations = {}
+        evaluations, runs = {}, {}
         for arm in self.grid.arms:
             arm_preset = preset.replace(lr=lrs[arm]["chosen"])
             for seed in self.seeds:
-                stage2 = dag.stage2(arm_preset, arm, seed, data, label)
-                evaluations[(arm, seed)] = dag.evaluation(arm_preset, arm, seed, data, stage2, label)
+                runs[(arm, seed)] = dag.stage2(arm_preset, arm, seed, data, label)
+                evaluations[(arm, seed)] = dag.evaluation(arm_preset, arm, seed, data, runs[(arm, seed)], label)
         self.pipeline.run(list(evaluations.values()))
+        validation = {arm: [selection_loss(self.pipeline.directory(runs[(arm, seed)]) / "log.jsonl")
+                            for seed in self.seeds] for arm in self.grid.arms}
         arms: Dict[str, Dict[str, List[float]]] = {arm: {} for arm in self.grid.arms}
         for arm in self.grid.arms:
             for seed in self.seeds:
@@ -213,9 +275,11 @@ class Sweep:
                                       / "metrics.json").read_text())
                 for name, value in metrics.items():
                     arms[arm].setdefault(name, []).append(value)
+        names = set().union(*(a.keys() for a in arms.values()))
         return {"description": variant.description, "overrides": variant.overrides,
                 "tokens_per_arm": preset.train_iters * preset.global_batch_size * preset.seq_length,
-                "lr": lrs, "arms": arms, "gap": gaps(arms)}
+                "lr": lrs, "validation": validation, "arms": arms,
+                "gap": gaps(arms, self.grid.gap_metrics(names))}
 
     def run(self) -> dict:
         for index, variant in enumerate(self.variants, start=1):
@@ -224,8 +288,11 @@ class Sweep:
         return self.report()
 
     def report(self) -> dict:
-        return {"grid": self.grid.name, "seeds": self.seeds, "lrs": list(self.grid.lrs),
-                "arms": list(self.grid.arms), "variants": self.results}
+        names = set().union(set(), *(a.keys() for v in self.results.values() for a in v["arms"].values()))
+        return {"grid": self.grid.name, "setting": self.grid.base.setting, "pair": self.grid.base.pair,
+                "seeds": self.seeds, "lrs": list(self.grid.lrs), "arms": list(self.grid.arms),
+                "metrics": self.grid.gap_metrics(names), "plotted": self.grid.plotted(names),
+                "selected": selected_variant(self.results), "variants": self.results}
 
     def write_report(self) -> str:
         report = self.report()
@@ -249,18 +316,35 @@ def _fmt(value, sign: bool = True, decimals: int = 3) -> str:
 def _mean_pm_std(values: Sequence[float], sign: bool, metric: str) -> str:
     """Perplexities with one decimal, accuracies and P@1 with three (mean and std alike)."""
     mean, std = mean_std(values)
-    decimals = 1 if metric in LOWER_IS_BETTER else 3
+    decimals = 1 if lower_is_better(metric) else 3
     return f"{_fmt(mean, sign, decimals)} +- {_fmt(std, False, decimals)}"
 
 
+def selected_variant(variants: Dict[str, dict]) -> Optional[str]:
+    """The variant whose PreAlign arm has the lowest validation loss (mean over seeds and languages;
+    the first on a tie): the configuration to adopt, chosen on validation data only."""
+    scored = [(statistics.fmean(v["validation"]["prealign"]), i, name)
+              for i, (name, v) in enumerate(variants.items()) if v.get("validation", {}).get("prealign")]
+    return min(scored)[2] if scored else None
+
+
 def markdown(report: dict) -> str:
-    """sweep.md: the gap table (variant x metric), the chosen lrs, the per-arm values, the variants."""
-    variants, arms = report["variants"], report["arms"]
-    lines = [f"# PreAlign - joint, sweep grid {report['grid']}, seeds {', '.join(map(str, report['seeds']))}",
-             "", "Gap = PreAlign - joint, paired by seed; mean +- std over seeds. Perplexities: "
-             "negative favours PreAlign; accuracies and P@1: positive favours PreAlign.", ""]
-    lines += markdown_table(["variant"] + GAP_METRICS, [
-        [name] + [_gap_cell(v["gap"].get(metric), metric) for metric in GAP_METRICS]
+    """sweep.md: the validation table and the selected variant, the gap table (variant x metric), the
+    chosen lrs, the per-arm values, the variants."""
+    variants, arms, metrics = report["variants"], report["arms"], report.get("metrics", GAP_METRICS)
+    pair = f" {report['pair']}" if report.get("setting") == "real" else ""
+    lines = [f"# PreAlign - joint, sweep grid {report['grid']}{pair}, seeds {', '.join(map(str, report['seeds']))}",
+             "", "Validation loss at the end of stage 2 (mean over the languages' validation documents "
+             "and the seeds; the test metrics below play no part in the choice):", ""]
+    lines += markdown_table(["variant"] + arms, [
+        [name] + [_fmt(statistics.fmean(v["validation"][arm]), False, 4) if v.get("validation") else "n/a"
+                  for arm in arms] for name, v in variants.items()])
+    if report.get("selected"):
+        lines += ["", f"Selected (lowest PreAlign validation loss): **{report['selected']}**"]
+    lines += ["", "Gap = PreAlign - joint, paired by seed; mean +- std over seeds. Perplexities: "
+              "negative favours PreAlign; accuracies and P@1: positive favours PreAlign.", ""]
+    lines += markdown_table(["variant"] + metrics, [
+        [name] + [_gap_cell(v["gap"].get(metric), metric) for metric in metrics]
         for name, v in variants.items()])
     lines += ["", "Learning rates (chosen on the first seed's validation loss):", ""]
     lines += markdown_table(["variant"] + arms, [
@@ -269,7 +353,7 @@ def markdown(report: dict) -> str:
     lines += markdown_table(["variant", "metric"] + arms, [
         [name, metric] + [_mean_pm_std(v["arms"][arm].get(metric, []), sign=False, metric=metric)
                           for arm in arms]
-        for name, v in variants.items() for metric in GAP_METRICS])
+        for name, v in variants.items() for metric in metrics])
     lines += ["", "Variants:", ""] + [f"- **{name}**: {v['description']} ({v['tokens_per_arm']:,} "
                                       "stage-2 tokens per arm)" for name, v in variants.items()]
     return "\n".join(lines) + "\n"
@@ -292,23 +376,25 @@ def plot_gaps(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(report["variants"])
-    if not names:
+    names, plotted = list(report["variants"]), report.get("plotted", PLOTTED)
+    if not names or not plotted:
         return
-    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(3.0 * len(PLOTTED), 0.45 * len(names) + 1.8),
-                             sharey=True, constrained_layout=True)
-    for ax, metric in zip(axes, PLOTTED):
+    fig, axes = plt.subplots(1, len(plotted), figsize=(3.0 * len(plotted), 0.45 * len(names) + 1.8),
+                             sharey=True, constrained_layout=True, squeeze=False)
+    axes = axes[0]
+    for ax, metric in zip(axes, plotted):
         for row, name in enumerate(names):
             g = report["variants"][name]["gap"].get(metric)
             if g is None:
                 continue
-            good = (g["mean"] < 0) == (metric in LOWER_IS_BETTER)
+            good = (g["mean"] < 0) == lower_is_better(metric)
             ax.barh(row, g["mean"], xerr=g["std"], color="tab:green" if good else "tab:red",
                     alpha=0.7, capsize=3)
             seeds = [v for v in g["per_seed"] if v is not None]
             ax.scatter(seeds, [row] * len(seeds), color="black", s=8, zorder=3)
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_title(metric.replace("align_p1_", "P@1 ").replace("_", " "), fontsize=9)
+        ax.set_title(metric.replace("align_p1_", "P@1 ").replace("retrieval_p1_", "retrieval ")
+                     .replace("_", " "), fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(range(len(names)))
     axes[0].set_yticklabels(names)
@@ -322,6 +408,8 @@ def plot_gaps(report: dict, path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", choices=sorted(GRIDS), default="cpu")
+    parser.add_argument("--pair", choices=REAL_PAIRS, default=None,
+                        help="Real grids: the languages (default: the preset's, en-de).")
     parser.add_argument("--seeds", default="1,2",
                         help="Comma list of distinct integer seeds (first: lr grid).")
     parser.add_argument("--output-dir", required=True, type=Path)
@@ -338,6 +426,10 @@ def main(argv=None) -> int:
         parser.error(f"--corpus {corpus}: no such file")
     variants = parse_list(parser, "--variants", args.variants) if args.variants else None
     grid = GRIDS[args.grid]
+    if args.pair:
+        if grid.base.setting != "real":
+            parser.error(f"--pair chooses the languages of a real grid; --grid {args.grid} is the clone setting")
+        grid = dataclasses.replace(grid, base=grid.base.replace(pair=args.pair))
     if args.lr_grid_every_variant:
         grid = dataclasses.replace(grid, variants=tuple(dataclasses.replace(v, lr_from=None)
                                                         for v in grid.variants))

@@ -224,3 +224,108 @@ def test_cpu_grid_second_round_changes_one_knob_on_top_of_paper_weights():
         assert changed and (len(changed) == 1 or name.endswith("tokens_x5")), (name, changed)
         assert variants[name].lr_from in (None, "paper_weights")
 
+
+
+# ---- the real setting's grid --------------------------------------------------------------------
+
+REAL_METRICS = ["english_ppl", "de_ppl", "transfer_debian_reference_english", "transfer_debian_reference_de",
+                "knowledge_en_only", "knowledge_en_only_in_english", "knowledge_both", "knowledge_never",
+                "align_p1_embedding_heldout", "align_p1_layer1_heldout", "align_p1_middle_layer_heldout",
+                "align_p1_last_layer_heldout", "align_p1_middle_layer_unseen",
+                "retrieval_p1_embedding_debian_reference_de", "retrieval_p1_layer2_debian_reference_de",
+                "retrieval_p1_middle_layer_debian_reference_de", "retrieval_p1_last_layer_debian_reference_de"]
+
+
+def test_real_gap_metrics_are_the_headline_ones_of_any_pair():
+    grid = sweep.GRIDS["real-cpu"]
+    assert grid.gap_metrics(REAL_METRICS) == [
+        "de_ppl", "english_ppl", "knowledge_both", "knowledge_en_only", "knowledge_en_only_in_english",
+        "transfer_debian_reference_de", "transfer_debian_reference_english",
+        "align_p1_embedding_heldout", "align_p1_last_layer_heldout", "align_p1_middle_layer_heldout",
+        "retrieval_p1_embedding_debian_reference_de", "retrieval_p1_last_layer_debian_reference_de",
+        "retrieval_p1_middle_layer_debian_reference_de"]
+    assert grid.plotted(REAL_METRICS) == [
+        "de_ppl", "english_ppl", "knowledge_en_only", "transfer_debian_reference_de",
+        "align_p1_middle_layer_heldout", "retrieval_p1_middle_layer_debian_reference_de"]
+    # Several targets: the per-language names.
+    many = ["es_ppl", "de_ppl", "knowledge_en_only_de", "knowledge_en_only_es", "knowledge_never_es",
+            "align_p1_middle_layer_heldout_es", "transfer_bible_es", "transfer_bible_english"]
+    assert grid.gap_metrics(many) == ["de_ppl", "es_ppl", "knowledge_en_only_de", "knowledge_en_only_es",
+                                      "transfer_bible_english", "transfer_bible_es",
+                                      "align_p1_middle_layer_heldout_es"]
+    assert sweep.GRIDS["cpu"].gap_metrics(REAL_METRICS) == sweep.GAP_METRICS  # clone: fixed
+
+
+def test_real_grid_changes_one_knob_of_the_real_cpu_preset_and_reuses_its_lr():
+    grid = sweep.GRIDS["real-cpu"]
+    assert grid.base == sweep.REAL_PRESETS["cpu"] and grid.lrs == (grid.base.lr,)
+    first, *others = grid.variants
+    assert first.overrides == {} and first.lr_from is None
+    for variant in others:
+        assert variant.lr_from == first.name
+        assert all(getattr(grid.base, k) != v for k, v in variant.overrides.items()), variant.name
+        assert len(variant.overrides) <= 2 and variant.overrides  # one knob (the loss weights are a pair)
+
+
+class RealStandIns(StandIns):
+    """Stand-ins for the real setting: validation losses per language; the shorter stage 1 is best."""
+
+    def __init__(self, monkeypatch):
+        super().__init__(monkeypatch)
+        from examples.experiment.real import data_prep as real_data
+        for name in ("corpus_step", "tokenizer_step", "shards_step", "dictionaries_step",
+                     "codeswitch_step", "transfer_step"):
+            monkeypatch.setattr(real_data, name, lambda preset, *a: {})
+
+    def stage2(self, preset, arm, seed, out, inputs):
+        self.stage2_calls.append((arm, seed, preset.lr, preset.train_iters, preset.codeswitch_ratio))
+        loss = 5.0 + (preset.stage1_iters / 1000 if arm == "prealign" else 0.2) + 0.01 * seed
+        (out / "log.jsonl").write_text(json.dumps(
+            {"event": "eval", "iteration": preset.train_iters, "lm_loss_en_valid": loss,
+             "lm_loss_de_valid": loss + 1.0}) + "\n")
+        return {}
+
+    def evaluate(self, preset, arm, seed, out, inputs, iteration=None):
+        metrics = {name: 1.0 + (arm == "prealign") * 0.5 + seed for name in REAL_METRICS}
+        (out / "metrics.json").write_text(json.dumps(metrics))
+        return {}
+
+
+def test_real_grid_selects_on_validation_loss_and_reports_the_pairs_metrics(tmp_path, monkeypatch):
+    calls = RealStandIns(monkeypatch)
+    base = sweep.REAL_PRESETS["tiny"].replace(train_iters=10)
+    grid = sweep.Grid("toy-real", base, sweep._real_cpu_variants(base), lrs=(base.lr,))
+    s = sweep.Sweep(grid, [1, 2], tmp_path / "real", data_prep.DEFAULT_CORPUS, quiet=True)
+    s.run()
+    report = json.loads((tmp_path / "real" / "sweep.json").read_text())
+    # joint does not depend on stage 1 or switching: 2 seeds once; PreAlign 2 seeds per variant.
+    assert len(calls.stage2_calls) == 2 + 2 * len(grid.variants)
+    assert report["selected"] == "stage1_short"
+    short = report["variants"]["stage1_short"]
+    assert short["validation"]["prealign"] == pytest.approx(
+        [5.5 + base.stage1_iters // 4 / 1000 + 0.01 * seed for seed in (1, 2)])
+    assert short["gap"]["de_ppl"]["per_seed"] == [0.5, 0.5]
+    assert "knowledge_never" not in short["gap"] and "align_p1_layer1_heldout" not in short["gap"]
+    table = (tmp_path / "real" / "sweep.md").read_text()
+    assert "grid toy-real en-de" in table and "**stage1_short**" in table and "| de_ppl |" in table
+    image = matplotlib.image.imread(tmp_path / "real" / "plots" / "sweep_gap.png")
+    assert image.shape[1] > 400 and image.std() > 0.01
+
+
+def test_selection_loss_averages_every_language(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text(json.dumps({"event": "eval", "iteration": 5, "lm_loss_en_valid": 4.0,
+                               "lm_loss_de_valid": 6.0, "lm_loss_es_valid": 8.0, "align/dev/x": 0.5}) + "\n")
+    assert sweep.selection_loss(log) == 6.0
+    log.write_text(json.dumps({"event": "eval", "iteration": 5, "align/dev/x": 0.5}) + "\n")
+    with pytest.raises(RuntimeError, match="no lm_loss_<language>_valid"):
+        sweep.selection_loss(log)
+
+
+def test_cli_pair_belongs_to_real_grids(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        sweep.main(["--output-dir", str(tmp_path), "--grid", "cpu", "--pair", "en-de"])
+    assert "--grid cpu is the clone setting" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sweep.main(["--output-dir", str(tmp_path), "--grid", "real-cpu", "--pair", "en-fr"])
+    assert "invalid choice" in capsys.readouterr().err
