@@ -126,7 +126,8 @@ def model_params(preset) -> dict:
 
 
 def stage1(preset, seed: int, data: DataSteps, label: str = "") -> Step:
-    return Step("stage1", f"{label}seed {seed} | stage 1 (alignment init)",
+    what = "alignment init" if preset.alignment_alpha else "LM-only init, the control"
+    return Step("stage1", f"{label}seed {seed} | stage 1 ({what})",
                 dict(model=model_params(preset), seed=seed, iters=preset.stage1_iters,
                      entries=preset.stage1_entries, lr=preset.stage1_lr, levels=preset.alignment_levels,
                      alpha=preset.alignment_alpha, lm_weight=preset.alignment_lm_weight,
@@ -151,7 +152,10 @@ def stage2(preset, arm: str, seed: int, data: DataSteps, label: str = "") -> Ste
                   **{"clone_share" if preset.setting == "clone" else "target_share": preset.target_share},
                   eval=(preset.eval_interval, preset.eval_iters))
     if spec["init"]:  # settings an arm does not use stay out of its key, so arms can share runs
-        inputs["stage1"] = stage1(preset, seed, data, label)
+        # The control arms' stage 1 is PreAlign's with the contrastive term off (alpha 0): the same
+        # flags otherwise, hence the same steps, entries, schedule and data order.
+        contrastive = spec.get("contrastive", True)
+        inputs["stage1"] = stage1(preset if contrastive else preset.replace(alignment_alpha=0.0), seed, data, label)
         if preset.stage2_reinit:
             params["reinit"] = preset.stage2_reinit
     return Step("stage2", f"{label}arm {arm} | seed {seed} | lr {preset.lr:g} | stage 2 (pretraining)",

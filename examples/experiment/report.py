@@ -36,7 +36,7 @@ HEADLINE = ["clone_ppl", "english_ppl", "knowledge_en_only", "knowledge_both", "
             "align_p1_embedding_heldout", "align_p1_middle_layer_heldout",
             "align_p1_last_layer_strict_unseen"]
 ARM_COLOURS = {"joint": "tab:grey", "init_only": "tab:blue", "cs_only": "tab:orange",
-               "prealign": "tab:green"}
+               "prealign": "tab:green", "lm_init": "tab:purple", "lm_init_cs": "tab:brown"}
 
 
 def read_log(path: Path) -> List[dict]:

@@ -32,7 +32,8 @@ seeds, +- the standard deviation when there are several) and where the whole rep
 Rerunning skips finished steps (their outputs are keyed by the inputs that made them); an
 interrupted step restarts cleanly (training steps resume from their last checkpoint).
 
-Options: ``--arms joint,init_only,cs_only,prealign`` and ``--seeds 1,2,3`` override the preset's;
+Options: ``--arms joint,init_only,cs_only,prealign`` (and the controls ``lm_init,lm_init_cs``: stage 1
+without its contrastive term) and ``--seeds 1,2,3`` override the preset's;
 ``--corpus FILE.jsonl`` replaces the built-in corpus (one JSON object per line with a "text" field,
 one paragraph per object; checked before anything is written).
 
@@ -73,7 +74,8 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="tiny",
                         help=f"clone: {', '.join(sorted(PRESETS))}; real: {', '.join(REAL_PRESETS)}.")
     parser.add_argument("--output-dir", required=True, type=Path)
-    parser.add_argument("--arms", default=None, help="Comma list of joint,init_only,cs_only,prealign.")
+    parser.add_argument("--arms", default=None, help="Comma list of joint,init_only,cs_only,prealign and the "
+                        "controls lm_init,lm_init_cs (stage 1 without the contrastive term).")
     parser.add_argument("--seeds", default=None, help="Comma list of distinct integer seeds.")
     parser.add_argument("--corpus", type=Path, default=None,
                         help="JSONL corpus (one paragraph per line, field 'text'); default: built-in.")

@@ -9,6 +9,11 @@ Arms (stage 2; "target" is the clone, or the real target language(s)):
     init_only  stage-1 init, plain English + target
     cs_only    random init, code-switched English + target
     prealign   stage-1 init, code-switched English + target         (the method)
+    lm_init    LM-only stage-1 init, plain English + target         (controls: stage 1 with the same
+    lm_init_cs LM-only stage-1 init, code-switched English + target  steps, entries, schedule and data
+                                                                     order, the contrastive term off)
+The controls spend PreAlign's stage-1 compute without aligning anything, so "PreAlign beats joint" can
+be told apart from "extra steps on dictionary words beat joint".
 All arms of a seed share the model seed, the data seed and therefore the sample order; in the clone
 setting the code-switched shard has the plain shard's document lengths, so only the switching
 differs (a real translation has its own token count, so there the samples shift a little).
@@ -32,7 +37,10 @@ ARMS = {
     "init_only": {"init": True, "codeswitch": False},
     "cs_only": {"init": False, "codeswitch": True},
     "prealign": {"init": True, "codeswitch": True},
+    "lm_init": {"init": True, "codeswitch": False, "contrastive": False},
+    "lm_init_cs": {"init": True, "codeswitch": True, "contrastive": False},
 }
+"""Per arm: a stage-1 init, code-switched English, and (default True) the contrastive term in stage 1."""
 
 
 def torchrun(nproc: int):
