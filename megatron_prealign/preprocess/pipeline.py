@@ -1007,8 +1007,19 @@ class _Outputs:
     def open(cls, config: PreprocessConfig, dtype) -> "_Outputs":
         prefixes = config.output_prefixes()
         with_companion = config.codeswitch_ratio > 0
-        writers = [ShardWriter(p, dtype) for p in prefixes]
-        companions = [ShardWriter(companion_prefix(p), dtype) if with_companion else None for p in prefixes]
+        opened: List[ShardWriter] = []
+
+        def open_writer(prefix: str) -> ShardWriter:
+            opened.append(ShardWriter(prefix, dtype))
+            return opened[-1]
+
+        try:
+            writers = [open_writer(p) for p in prefixes]
+            companions = [open_writer(companion_prefix(p)) if with_companion else None for p in prefixes]
+        except BaseException:  # one that cannot be opened: the ones already open leave no .partial behind
+            for writer in opened:
+                writer.abort()
+            raise
         return cls(prefixes, writers, companions, with_companion)
 
     def all_writers(self) -> List[ShardWriter]:

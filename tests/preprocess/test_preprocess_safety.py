@@ -137,3 +137,19 @@ def test_a_shard_another_tool_is_writing_is_refused(tmp_path):
     assert code == 1
     assert not os.path.exists(shard + ".bin") and not os.path.exists(shard + ".idx")
     assert not os.path.exists(str(tmp_path / "c") + ".lock")  # the run released what it took
+
+
+@pytest.mark.parametrize("flags", [["--workers", "1"], ["--workers", "2", "--partitions", "2"]])
+def test_a_companion_that_cannot_be_opened_leaves_no_partial_files(tmp_path, capsys, flags):
+    """When the code-switching companion cannot be created, the token shard opened just before it
+    is removed again: the error names the file and nothing half-written stays behind."""
+    dictionary = tmp_path / "en-de.tsv"
+    dictionary.write_text("house\tHaus\nbank\tBank\n")
+    blocked = tmp_path / "out_text_document_targets.bin.partial"
+    blocked.mkdir()  # a directory where the companion's temporary file must go
+    code = main(SP + ["--input", CORPUS, "--output-prefix", str(tmp_path / "out"), "--dictionary",
+                      str(dictionary), "--codeswitch-ratio", "0.5", *flags])
+    assert code == 1
+    assert "out_text_document_targets.bin.partial" in capsys.readouterr().err
+    left = sorted(p.name for p in tmp_path.rglob("*") if p != blocked)
+    assert left == ["en-de.tsv"]
