@@ -26,7 +26,7 @@ from megatron_prealign.arguments import padded_vocab_size
 from megatron_prealign.checkpointing import store as checkpointing
 from megatron_prealign.checkpointing.store import LOCK_FILENAME, CheckpointError, unwrap
 from megatron_prealign.distributed import destroy, device, initialize_distributed
-from megatron_prealign.errors import PreAlignError
+from megatron_prealign.errors import PreAlignError, user_message
 from megatron_prealign.files import OutputError, output_lock
 from megatron_prealign.model import build_model, transformer_config_from_args
 from megatron_prealign.text.tokenizers import build_tokenizer
@@ -378,7 +378,7 @@ def run_entry(body: Callable[[], None]) -> int:
         body()
     except PreAlignError as err:
         if _rank() == 0:
-            print(f"error: {err}", file=sys.stderr, flush=True)
+            print(f"error: {user_message(err)}", file=sys.stderr, flush=True)  # not a worker's traceback
         return 1
     finally:
         _run_locks.close()
