@@ -168,6 +168,8 @@ def _real_cpu_variants(base: Preset) -> Tuple[Variant, ...]:
                 f"{base.alignment_lm_weight:g}, stage 1 {base.stage1_iters} steps, p {base.codeswitch_ratio:g}"),
         Variant("stage1_short", f"stage 1 a quarter as long ({base.stage1_iters // 4} steps)",
                 {"stage1_iters": base.stage1_iters // 4}, lr_from=reference),
+        Variant("stage1_x2", f"stage 1 twice as long ({2 * base.stage1_iters} steps)",
+                {"stage1_iters": 2 * base.stage1_iters}, lr_from=reference),
         Variant("authors_weights", "stage-1 loss weights of the authors' code (alpha 0.1 / LM 1.0)",
                 {"alignment_alpha": AUTHORS_CODE["alignment_alpha"],
                  "alignment_lm_weight": AUTHORS_CODE["alignment_lm_weight"]}, lr_from=reference),
