@@ -157,11 +157,11 @@ def _cpu_variants(base: Preset) -> Tuple[Variant, ...]:
 
 
 def _real_cpu_variants(base: Preset) -> Tuple[Variant, ...]:
-    """The knobs the clone sweep found to matter, around the real ``cpu`` preset (which is the clone
-    sweep's winner), one at a time: on real words stage 1 can align only the dictionary it sees
-    (held-out P@1 ~0.1, not the clone's ~1.0), so how long and how hard to align, and how much to
-    switch, may choose differently. The lr is the clone sweep's (3e-3, both arms): a grid per arm
-    would double the sweep on 2 cores."""
+    """The knobs the clone sweep found to matter, one at a time, around the real ``cpu`` preset as it
+    was before this sweep (the clone sweep's winner, ``PAPER_WEIGHTS``): on real words stage 1 can
+    align only the dictionary it sees (held-out P@1 ~0.1, not the clone's ~1.0), so how long and how
+    hard to align, and how much to switch, may choose differently. The lr is the clone sweep's (3e-3,
+    both arms): a grid per arm would double the sweep on 2 cores."""
     reference = "preset"
     return (
         Variant(reference, f"the real cpu preset: alpha {base.alignment_alpha:g} / LM "
@@ -178,10 +178,12 @@ def _real_cpu_variants(base: Preset) -> Tuple[Variant, ...]:
 
 
 _CPU_BASE = PRESETS["cpu"].replace(**AUTHORS_CODE)
+# The real cpu preset as the sweep measured it (the clone setting's stage 1, PAPER_WEIGHTS), fixed
+# here so that adopting its winner (REAL_WEIGHTS) leaves the sweep's runs and their cache as they were.
+_REAL_CPU_BASE = REAL_PRESETS["cpu"].replace(**PAPER_WEIGHTS)
 GRIDS: Dict[str, Grid] = {
     "cpu": Grid("cpu", _CPU_BASE, _cpu_variants(_CPU_BASE), lrs=(1.5e-3, 3e-3, 6e-3)),
-    "real-cpu": Grid("real-cpu", REAL_PRESETS["cpu"], _real_cpu_variants(REAL_PRESETS["cpu"]),
-                     lrs=(REAL_PRESETS["cpu"].lr,)),
+    "real-cpu": Grid("real-cpu", _REAL_CPU_BASE, _real_cpu_variants(_REAL_CPU_BASE), lrs=(_REAL_CPU_BASE.lr,)),
 }
 
 

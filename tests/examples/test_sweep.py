@@ -258,7 +258,10 @@ def test_real_gap_metrics_are_the_headline_ones_of_any_pair():
 
 def test_real_grid_changes_one_knob_of_the_real_cpu_preset_and_reuses_its_lr():
     grid = sweep.GRIDS["real-cpu"]
-    assert grid.base == sweep.REAL_PRESETS["cpu"] and grid.lrs == (grid.base.lr,)
+    # The preset as the sweep measured it; the real cpu preset adopted the winner, authors_weights.
+    assert grid.base == sweep.REAL_PRESETS["cpu"].replace(**sweep.PAPER_WEIGHTS) and grid.lrs == (grid.base.lr,)
+    winner = next(v for v in grid.variants if v.name == "authors_weights")
+    assert grid.base.replace(**winner.overrides) == sweep.REAL_PRESETS["cpu"]
     first, *others = grid.variants
     assert first.overrides == {} and first.lr_from is None
     for variant in others:
@@ -293,7 +296,7 @@ class RealStandIns(StandIns):
 
 def test_real_grid_selects_on_validation_loss_and_reports_the_pairs_metrics(tmp_path, monkeypatch):
     calls = RealStandIns(monkeypatch)
-    base = sweep.REAL_PRESETS["tiny"].replace(train_iters=10)
+    base = sweep.REAL_PRESETS["tiny"].replace(train_iters=10, **sweep.PAPER_WEIGHTS)  # as the sweep ran
     grid = sweep.Grid("toy-real", base, sweep._real_cpu_variants(base), lrs=(base.lr,))
     s = sweep.Sweep(grid, [1, 2], tmp_path / "real", data_prep.DEFAULT_CORPUS, quiet=True)
     s.run()
