@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Dict, Mapping, Optional, Sequence
 
 from megatron_prealign.errors import PreAlignError
+from megatron_prealign.text.tokenizers.base import sha256_file  # noqa: F401  (the scripts import it from here)
 
 
 class PackageError(PreAlignError):
@@ -28,14 +29,6 @@ def log(msg: str) -> None:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def run(cmd: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
