@@ -126,3 +126,26 @@ def test_every_data_step_key_names_the_pair():
     es = data_steps(REAL_PRESETS["tiny"].replace(pair="en-es"), clone_data.DEFAULT_CORPUS)
     for name in ("corpus", "tokenizer", "shards", "dictionaries", "codeswitch", "transfer"):
         assert getattr(de, name).key != getattr(es, name).key, name
+
+
+def test_held_out_count_keeps_the_preset_count_where_stage1_keeps_as_many_else_a_fifth():
+    assert real_data.held_out_count(1000, 5436) == 1000  # en-de cpu: as before
+    assert real_data.held_out_count(1000, 2000) == 1000  # the boundary: stage 1 keeps as many
+    assert real_data.held_out_count(1000, 1999) == 399
+    assert real_data.held_out_count(1000, 1297) == 259  # en-es cpu
+    assert real_data.held_out_count(40, 3) == 0
+
+
+def test_a_dictionary_too_small_for_dev_words_holds_out_a_fifth_and_says_so(de_es, tmp_path, capsys):
+    preset, steps, pipeline = de_es
+    inputs = {"corpus": pipeline.directory(steps.corpus)}
+    report = real_data.dictionaries_step(preset.replace(dev_words=100_000), tmp_path, inputs)
+    kept = report["entries"]["stage1"] + report["entries"]["dev"]
+    assert report["entries"]["dev"] == kept // 5 > 0
+    assert "a fifth" in report["held_out"] and "a fifth" in capsys.readouterr().out
+    # The preset's count where the dictionary can spare it: no note, and the fixture's own split.
+    (tmp_path / "again").mkdir()
+    report = real_data.dictionaries_step(preset, tmp_path / "again", inputs)
+    assert report["entries"]["dev"] == 40 and "held_out" not in report
+    assert (tmp_path / "again" / "stage1.jsonl").read_bytes() == \
+        (pipeline.directory(steps.dictionaries) / "stage1.jsonl").read_bytes()
