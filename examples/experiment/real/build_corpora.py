@@ -54,7 +54,7 @@ REPO = Path(__file__).resolve().parents[3]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from examples.experiment.real.packages import apt_download, log, sha256_file, unpack  # noqa: E402
+from examples.experiment.packages import apt_download, log, sha256_file, unpack  # noqa: E402
 from megatron_prealign.errors import PreAlignError  # noqa: E402
 
 

