@@ -407,11 +407,15 @@ def main(argv=None) -> int:
         print(f"evaluate.py: error: {err}", file=sys.stderr)
         return 2 if isinstance(err, FlagError) else 1
     from megatron_prealign import cpu_compat
+    from megatron_prealign.evaluation.models import is_hf_directory
 
-    cpu_compat.apply()  # before Megatron-Core is first imported; inert on CUDA machines
+    models = _named(args.model, "--model")
+    if not all(is_hf_directory(path) for path in models.values()):
+        # A Megatron checkpoint: patch before Megatron-Core is first imported (inert on CUDA
+        # machines). Hugging Face directories alone never import it (seconds saved per run).
+        cpu_compat.apply()
     from megatron_prealign.evaluation.report import make_report, markdown_report, write_report
     try:
-        models = _named(args.model, "--model")
         runs = [evaluate_model(name, path, args) for name, path in models.items()]
         report = make_report(runs)
         paths = write_report(report, args.output)

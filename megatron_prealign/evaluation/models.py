@@ -25,8 +25,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from megatron_prealign.alignment.levels import all_level_names
-from megatron_prealign.alignment.representations import LevelRecorder
-from megatron_prealign.checkpointing.offline import load_megatron_checkpoint
 from megatron_prealign.conversion.hf import load_hf_model, read_conversion_meta
 from megatron_prealign.evaluation.inputs import EvalDataError
 from megatron_prealign.text.tokenizers import build_tokenizer
@@ -133,6 +131,9 @@ class MegatronEvalModel(EvalModel):
 
     @torch.no_grad()
     def hidden_levels(self, tokens: torch.Tensor, levels: Sequence[str]) -> Dict[str, torch.Tensor]:
+        # lazy: imports Megatron-Core (seconds), which a Hugging Face evaluation never needs
+        from megatron_prealign.alignment.representations import LevelRecorder
+
         tokens = tokens.to(self._device())
         with LevelRecorder(self.model, levels) as recorder:
             self.model(tokens, self._positions(tokens), None)
@@ -192,6 +193,11 @@ def load_eval_model(path: str, name: Optional[str] = None,
             raise EvalDataError(f"{path}: cannot load this Hugging Face model directory ({err})") from err
         model = HFEvalModel(hf_model, name, meta.get("vocab_size"))
         return model, _tokenizer_for_hf_dir(path)
+
+    # Megatron-Core takes seconds to import: only a Megatron checkpoint pays for it, not every
+    # evaluation of a Hugging Face directory (the experiment evaluates its HF exports).
+    # lazy: Megatron-Core only for Megatron checkpoints
+    from megatron_prealign.checkpointing.offline import load_megatron_checkpoint
 
     loaded = load_megatron_checkpoint(path, tokenizer_model)
     model = MegatronEvalModel(loaded.model, loaded.vocab_size, loaded.args.max_position_embeddings,
