@@ -6,7 +6,7 @@ a Hugging Face directory (``tools/convert_to_hf.py`` output or any local LlamaFo
     python tools/evaluate.py --model prealign=ckpt/prealign --model joint=out/hf_joint \
         --perplexity en=data/en_valid.jsonl clone=data/clone_valid_text_document \
         --alignment-dictionary heldout=data/dict_heldout.jsonl \
-        --knowledge data/facts.jsonl --transfer data/task.jsonl \
+        --knowledge data/facts.jsonl --transfer topics=data/topics.jsonl \
         --retrieval bible=data/bible_en_es.jsonl --output out/eval
 
 prints one line per measurement and, last, the Markdown tables, e.g.::
@@ -14,7 +14,7 @@ prints one line per measurement and, last, the Markdown tables, e.g.::
     [prealign] perplexity en: 31.42 (51,200 tokens)
     [prealign] alignment heldout: P@1 embedding 0.98 ... output_embedding 0.97
     [prealign] knowledge: transfer 0.62 (n=50), seen 0.96 (n=50), unseen 0.27 (n=50)
-    [prealign] transfer: source 0.91, target 0.84 (probe on final_norm)
+    [prealign] transfer topics: source 0.91, target 0.84 (probe on final_norm)
     [prealign] retrieval bible: P@1 embedding 0.41 ... final_norm 0.88 (1000 pairs, 3 texts truncated)
     ...
     wrote out/eval/results.json, out/eval/results.md, out/eval/alignment_heldout.png
@@ -27,8 +27,9 @@ Input formats (documented in ``megatron_prealign/evaluation``):
   each entry is the source language.
 * ``--knowledge FILE``: JSONL items ``{"prompt", "candidates", "answer", "group"}`` (text) or
   ``{"prompt_ids", "candidate_ids", "answer", "group"}`` (ids).
-* ``--transfer FILE``: JSONL ``{"text" | "ids", "label", "split"}`` with split ``train`` and
-  ``source`` (language A) or ``target`` (language B).
+* ``--transfer NAME=FILE``: JSONL ``{"text" | "ids", "label", "split"}`` with split ``train`` and
+  ``source`` (language A) or ``target`` (language B); several tasks in one run, each its own probe
+  (a bare FILE is named after its file name).
 * ``--retrieval NAME=PATH``: JSONL parallel pairs ``{"source": TEXT, "target": ITS TRANSLATION}``,
   at least two, no source or target text twice (``megatron_prealign/evaluation/retrieval.py``).
 
@@ -89,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--knowledge", default=None, help="Knowledge items (JSONL).")
     p.add_argument("--knowledge-length-normalize", action="store_true",
                    help="Rank candidates by mean instead of summed log-likelihood per token.")
-    p.add_argument("--transfer", default=None, help="Classification data (JSONL) for the probe.")
+    p.add_argument("--transfer", nargs="*", default=[], metavar="NAME=PATH",
+                   help="Classification tasks (JSONL) for the zero-shot transfer probe, one probe each.")
     p.add_argument("--probe-level", default="final_norm", help="Level the probe reads.")
     p.add_argument("--probe-steps", type=int, default=300, help="Probe training steps.")
     p.add_argument("--seed", type=int, default=0, help="Seed of the probe.")
@@ -249,7 +251,7 @@ def check_inputs(args) -> None:
     for flag, paths in (("--alignment-dictionary",
                          _named(args.alignment_dictionary, "--alignment-dictionary").values()),
                         ("--knowledge", [args.knowledge] if args.knowledge else []),
-                        ("--transfer", [args.transfer] if args.transfer else []),
+                        ("--transfer", _named(args.transfer, "--transfer").values()),
                         ("--retrieval", _named(args.retrieval, "--retrieval").values())):
         for path in paths:
             if not os.path.isfile(path):
@@ -257,8 +259,8 @@ def check_inputs(args) -> None:
     if args.knowledge and not read_jsonl(args.knowledge):
         raise EvalDataError(f"--knowledge {args.knowledge}: the file is empty; give JSONL items "
                             '{"prompt", "candidates", "answer", "group"}')
-    if args.transfer:
-        _transfer_records(args.transfer)
+    for path in _named(args.transfer, "--transfer").values():
+        _transfer_records(path)
     for path in _named(args.retrieval, "--retrieval").values():
         _retrieval_pairs(path)
     if os.path.exists(args.output) and not os.path.isdir(args.output):
@@ -285,8 +287,10 @@ def evaluate_model(name, path, args, log=print):
         run["alignment"] = alignments
     if args.knowledge:
         run["knowledge"] = _measure_knowledge(name, model, tokenizer, args, log)
-    if args.transfer:
-        run["transfer"] = _measure_transfer(name, model, tokenizer, args, log)
+    tasks = _named(args.transfer, "--transfer")
+    if tasks:
+        run["transfer"] = {task: _measure_transfer(name, model, tokenizer, args, log, task, path)
+                           for task, path in tasks.items()}
     retrievals = _measure_retrieval(name, model, tokenizer, args, log)
     if retrievals:
         run["retrieval"] = retrievals
@@ -361,16 +365,17 @@ def _measure_knowledge(name, model, tokenizer, args, log):
     return result
 
 
-def _measure_transfer(name, model, tokenizer, args, log):
-    """Zero-shot transfer of the linear probe trained on the ``--transfer`` task."""
+def _measure_transfer(name, model, tokenizer, args, log, task, path):
+    """Zero-shot transfer of the linear probe trained on one ``--transfer`` task (its own probe,
+    seeded alike: a task's result does not depend on the others given with it)."""
     from megatron_prealign.evaluation.transfer import ProbeConfig, zero_shot_transfer
 
-    sets = _transfer_sets(args.transfer, _transfer_records(args.transfer), tokenizer,
+    sets = _transfer_sets(path, _transfer_records(path), tokenizer,
                           model.vocab_size)
     result = zero_shot_transfer(model, sets["train"], sets["source"], sets["target"],
                                 ProbeConfig(level=args.probe_level, steps=args.probe_steps,
                                             seed=args.seed))
-    log(f"[{name}] transfer: source {result['source_accuracy']:.2f}, target "
+    log(f"[{name}] transfer {task}: source {result['source_accuracy']:.2f}, target "
         f"{result['target_accuracy']:.2f} (probe on {result['level']}, chance "
         f"{result['chance']:.2f})")
     return result

@@ -61,8 +61,8 @@ def metrics_from_results(run: dict) -> dict:
     metrics = {
         "clone_ppl": run["perplexity"]["clone"]["perplexity"],
         "english_ppl": run["perplexity"]["en"]["perplexity"],
-        "transfer_english": run["transfer"]["source_accuracy"],
-        "transfer_clone": run["transfer"]["target_accuracy"],
+        "transfer_english": run["transfer"]["genres"]["source_accuracy"],
+        "transfer_clone": run["transfer"]["genres"]["target_accuracy"],
     }
     for group in ("en_only", "both", "never", "en_only_in_english"):
         metrics[f"knowledge_{group}"] = run["knowledge"][group]["accuracy"]
@@ -119,15 +119,15 @@ def _evaluate_clone(preset, arm: str, seed: int, out: Path, inputs, hf_dir: Path
         "--perplexity", f"en={shards / 'en_heldout_text_document'}",
         f"clone={shards / 'clone_heldout_text_document'}",
         *_dictionary_flags(inputs["dictionaries"], ("dev", "unseen", "strict_unseen")),
-        "--knowledge", out / "knowledge.jsonl", "--transfer", out / "transfer.jsonl"], log, show_progress=False)
+        "--knowledge", out / "knowledge.jsonl", "--transfer", f"genres={out / 'transfer.jsonl'}"], log,
+        show_progress=False)
     results = json.loads((out / "eval" / "results.json").read_text())
     return metrics_from_results(results["runs"][0])
 
 
 def _evaluate_real(preset, arm: str, seed: int, out: Path, inputs, hf_dir: Path, log: Path) -> dict:
     """Perplexity per language, knowledge probed in each target, per-layer P@1, sentence retrieval
-    and the first transfer task in one run of ``tools/evaluate.py``; each further transfer task in a
-    run of its own (the tool takes one task at a time)."""
+    and every transfer task in one run of ``tools/evaluate.py``."""
     facts_list = [Fact(**f) for f in json.loads((inputs["corpus"] / "facts.json").read_text())]
     records = []
     for language in preset.targets:
@@ -148,27 +148,21 @@ def _evaluate_real(preset, arm: str, seed: int, out: Path, inputs, hf_dir: Path,
         "--perplexity", *[f"{language}={shards / f'{language}_heldout_text_document'}"
                           for language in ["en", *preset.targets]],
         *_dictionary_flags(inputs["dictionaries"], real_data.evaluation_dictionaries(preset)),
-        "--knowledge", out / "knowledge.jsonl", "--transfer", transfer / f"{tasks[0]}.jsonl",
+        "--knowledge", out / "knowledge.jsonl",
+        "--transfer", *[f"{task}={transfer / f'{task}.jsonl'}" for task in tasks],
         *(["--retrieval", *[f"{p.stem[len('retrieval_'):]}={p}" for p in retrieval]] if retrieval else [])],
         log, show_progress=False)
-    runs = {tasks[0]: json.loads((out / "eval" / "results.json").read_text())["runs"][0]}
-    for task in tasks[1:]:
-        run_logged(_evaluate_command(preset, arm, seed, hf_dir, out / f"eval_{task}") + [
-            "--transfer", transfer / f"{task}.jsonl"], log, show_progress=False)
-        runs[task] = json.loads((out / f"eval_{task}" / "results.json").read_text())["runs"][0]
-    return real_metrics(preset, runs)
+    return real_metrics(preset, json.loads((out / "eval" / "results.json").read_text())["runs"][0])
 
 
-def real_metrics(preset, runs: dict) -> dict:
-    """The real setting's metric names from the evaluation runs (``{transfer task: run}``; the first
-    run has every other measurement too)."""
-    first = next(iter(runs.values()))
+def real_metrics(preset, first: dict) -> dict:
+    """The real setting's metric names from the evaluation run's results."""
     metrics = {"english_ppl": first["perplexity"]["en"]["perplexity"]}
     for language in preset.targets:
         metrics[f"{language}_ppl"] = first["perplexity"][language]["perplexity"]
-    for task, run in runs.items():  # English and target scores on the same aligned test units
-        metrics[f"transfer_{task}_english"] = run["transfer"]["source_accuracy"]
-        metrics[f"transfer_{task}"] = run["transfer"]["target_accuracy"]
+    for task, result in first["transfer"].items():  # English and target scores on the same aligned units
+        metrics[f"transfer_{task}_english"] = result["source_accuracy"]
+        metrics[f"transfer_{task}"] = result["target_accuracy"]
     for group, values in first["knowledge"].items():
         if isinstance(values, dict) and "accuracy" in values and group != "all":  # groups only
             metrics[f"knowledge_{group}"] = values["accuracy"]

@@ -177,14 +177,20 @@ def _knowledge_section(runs: Sequence[dict]) -> List[str]:
 
 
 def _transfer_section(runs: Sequence[dict]) -> List[str]:
-    if not any("transfer" in run for run in runs):
+    """One row per run and transfer task."""
+    tasks = _names_in(runs, "transfer")
+    if not tasks:
         return []
+    rows = []
+    for run in runs:
+        for task in tasks:
+            t = run.get("transfer", {}).get(task)
+            rows.append([run["name"], task] + ([_fmt(t.get("source_accuracy")), _fmt(t.get("target_accuracy")),
+                                               _fmt(t.get("train_accuracy")), _fmt(t.get("chance")),
+                                               str(t.get("level"))] if t else [""] * 5))
     return ["## Zero-shot cross-lingual transfer (linear probe)", ""] + markdown_table(
-        ["run", "source (A) accuracy", "target (B) accuracy", "train accuracy", "chance", "level"], [
-            [run["name"]] + ([_fmt(t.get("source_accuracy")), _fmt(t.get("target_accuracy")),
-                              _fmt(t.get("train_accuracy")), _fmt(t.get("chance")),
-                              str(t.get("level"))] if t else [""] * 5)
-            for run in runs for t in [run.get("transfer")]]) + [""]
+        ["run", "task", "source (A) accuracy", "target (B) accuracy", "train accuracy", "chance", "level"],
+        rows) + [""]
 
 
 def _retrieval_sections(runs: Sequence[dict]) -> List[str]:

@@ -65,7 +65,8 @@ def test_megatron_checkpoint_and_its_hf_conversion_score_the_same(tmp_path, chec
     proc = run_tool("evaluate.py", "--model", f"megatron={ckpt}", "--model", f"hf={hf_dir}",
                     "--perplexity", f"en={tmp_path / 'en.jsonl'}", f"clone={shard}",
                     "--alignment-dictionary", f"words={dictionary}", "--alignment-max-words", "200",
-                    "--knowledge", tmp_path / "facts.jsonl", "--transfer", tmp_path / "task.jsonl",
+                    "--knowledge", tmp_path / "facts.jsonl",
+                    "--transfer", f"topics={tmp_path / 'task.jsonl'}", f"again={tmp_path / 'task.jsonl'}",
                     "--probe-steps", "50", "--output", out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "results.json").read_text())
@@ -78,6 +79,10 @@ def test_megatron_checkpoint_and_its_hf_conversion_score_the_same(tmp_path, chec
         ["embedding", "layer1", "layer2", "final_norm", "output_embedding"]
     assert megatron["alignment"]["words"]["words"] == 200
     assert set(megatron["knowledge"]) == {"transfer", "seen", "unseen", "all"}
+    # Each transfer task has its own probe, seeded alike: the same task under two names, one result.
+    assert list(megatron["transfer"]) == ["topics", "again"]
+    assert megatron["transfer"]["topics"] == megatron["transfer"]["again"]
+    assert megatron["transfer"]["topics"]["train_accuracy"] > 0.5
     ours, theirs = flat({k: megatron[k] for k in ("perplexity", "alignment", "knowledge", "transfer")}), \
         flat({k: hf[k] for k in ("perplexity", "alignment", "knowledge", "transfer")})
     assert ours.keys() == theirs.keys()
