@@ -92,9 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Rank candidates by mean instead of summed log-likelihood per token.")
     p.add_argument("--transfer", nargs="*", default=[], metavar="NAME=PATH",
                    help="Classification tasks (JSONL) for the zero-shot transfer probe, one probe each.")
-    p.add_argument("--probe-level", default="final_norm", help="Level the probe reads.")
+    p.add_argument("--probe-level", default="final_norm",
+                   help="Level the probe reads; a comma-separated list probes each (the first is the "
+                        "headline result, all are under 'levels'); 'all' for every hidden level "
+                        "(final_norm first).")
     p.add_argument("--probe-steps", type=int, default=300, help="Probe training steps.")
-    p.add_argument("--seed", type=int, default=0, help="Seed of the probe.")
+    p.add_argument("--transfer-finetune-steps", type=int, default=0,
+                   help="Also fine-tune a copy of each (Hugging Face) model on each transfer task's "
+                        "training texts for this many steps, as the paper does, and test it zero-shot "
+                        "(0: off).")
+    p.add_argument("--transfer-finetune-lr", type=float, default=1e-4, help="Fine-tuning learning rate.")
+    p.add_argument("--transfer-finetune-freeze-embeddings", action="store_true",
+                   help="Keep the token embeddings fixed while fine-tuning.")
+    p.add_argument("--seed", type=int, default=0, help="Seed of the probe and of the fine-tuning.")
     p.add_argument("--retrieval", nargs="*", default=[], metavar="NAME=PATH",
                    help='Parallel pairs (JSONL {"source", "target"}) for sentence-retrieval P@1 '
                         "per level.")
@@ -238,11 +248,15 @@ def check_inputs(args) -> None:
     from megatron_prealign.evaluation.inputs import EvalDataError, read_jsonl
 
     for flag, least in (("max_tokens", 1), ("batch_size", 1), ("alignment_max_words", 1),
-                        ("probe_steps", 1), ("retrieval_max_tokens", 1),
+                        ("probe_steps", 1), ("retrieval_max_tokens", 1), ("transfer_finetune_steps", 0),
                         ("seq_length", 2)):  # a window predicts from token 2 on
         value = getattr(args, flag)
         if value is not None and value < least:
             raise FlagError(f"--{flag.replace('_', '-')} must be at least {least}, got {value}")
+    if not args.transfer_finetune_lr > 0:
+        raise FlagError(f"--transfer-finetune-lr must be positive, got {args.transfer_finetune_lr}")
+    if not args.probe_level or any(not level for level in args.probe_level.split(",")):
+        raise FlagError(f"--probe-level {args.probe_level!r}: give level names separated by commas, or 'all'")
     for path in _named(args.model, "--model").values():
         if not os.path.isdir(path):
             raise FlagError(f"--model {path}: no such directory")
@@ -275,9 +289,16 @@ def evaluate_model(name, path, args, log=print):
 
     model, tokenizer = load_eval_model(path, name, args.tokenizer_model)
     hidden_levels = [level for level in model.level_names() if level != "output_embedding"]
-    if args.transfer and args.probe_level not in hidden_levels:  # the probe reads hidden states
-        raise FlagError(f"--probe-level {args.probe_level}: {name} has the levels "
-                        f"{', '.join(hidden_levels)}")
+    probe_levels = args.probe_level.split(",")
+    if args.probe_level == "all":  # the default level stays the headline
+        probe_levels = ["final_norm"] + [level for level in hidden_levels if level != "final_norm"]
+    for level in probe_levels if args.transfer else []:  # the probe reads hidden states
+        if level not in hidden_levels:
+            raise FlagError(f"--probe-level {args.probe_level}: {name} has the levels "
+                            f"{', '.join(hidden_levels)}")
+    if args.transfer and args.transfer_finetune_steps and model.kind != "huggingface":
+        raise FlagError(f"--transfer-finetune-steps: {name} is a {model.kind} checkpoint; fine-tuning "
+                        "runs on Hugging Face models (convert it with tools/convert_to_hf.py)")
     run = {"name": name, "model": _model_entry(path, model)}
     perplexities = _measure_perplexity(name, model, tokenizer, args, log)
     if perplexities:
@@ -289,8 +310,9 @@ def evaluate_model(name, path, args, log=print):
         run["knowledge"] = _measure_knowledge(name, model, tokenizer, args, log)
     tasks = _named(args.transfer, "--transfer")
     if tasks:
-        run["transfer"] = {task: _measure_transfer(name, model, tokenizer, args, log, task, path)
-                           for task, path in tasks.items()}
+        run["transfer"] = {task: _measure_transfer(name, model, tokenizer, args, log, task, task_path,
+                                                   probe_levels)
+                           for task, task_path in tasks.items()}
     retrievals = _measure_retrieval(name, model, tokenizer, args, log)
     if retrievals:
         run["retrieval"] = retrievals
@@ -365,19 +387,36 @@ def _measure_knowledge(name, model, tokenizer, args, log):
     return result
 
 
-def _measure_transfer(name, model, tokenizer, args, log, task, path):
+def _measure_transfer(name, model, tokenizer, args, log, task, path, levels):
     """Zero-shot transfer of the linear probe trained on one ``--transfer`` task (its own probe,
-    seeded alike: a task's result does not depend on the others given with it)."""
-    from megatron_prealign.evaluation.transfer import ProbeConfig, zero_shot_transfer
+    seeded alike: a task's result does not depend on the others given with it), at each of
+    ``levels``; and of a fine-tuned copy of the model with ``--transfer-finetune-steps``."""
+    from megatron_prealign.evaluation.transfer import (
+        FineTuneConfig,
+        ProbeConfig,
+        fine_tuned_transfer,
+        zero_shot_transfer,
+    )
 
     sets = _transfer_sets(path, _transfer_records(path), tokenizer,
                           model.vocab_size)
     result = zero_shot_transfer(model, sets["train"], sets["source"], sets["target"],
-                                ProbeConfig(level=args.probe_level, steps=args.probe_steps,
-                                            seed=args.seed))
+                                ProbeConfig(level=levels[0], steps=args.probe_steps, seed=args.seed),
+                                more_levels=levels[1:])
     log(f"[{name}] transfer {task}: source {result['source_accuracy']:.2f}, target "
         f"{result['target_accuracy']:.2f} (probe on {result['level']}, chance "
         f"{result['chance']:.2f})")
+    for level, scores in list(result.get("levels", {}).items())[1:]:
+        log(f"[{name}] transfer {task}: source {scores['source_accuracy']:.2f}, target "
+            f"{scores['target_accuracy']:.2f} (probe on {level})")
+    if args.transfer_finetune_steps:
+        config = FineTuneConfig(steps=args.transfer_finetune_steps, lr=args.transfer_finetune_lr,
+                                freeze_embeddings=args.transfer_finetune_freeze_embeddings, seed=args.seed)
+        tuned = fine_tuned_transfer(model, sets["train"], sets["source"], sets["target"], config)
+        result["finetuned"] = {k: tuned[k] for k in ("train_accuracy", "source_accuracy", "target_accuracy")}
+        result["finetuned"].update(steps=config.steps, lr=config.lr, freeze_embeddings=config.freeze_embeddings)
+        log(f"[{name}] transfer {task}: source {tuned['source_accuracy']:.2f}, target "
+            f"{tuned['target_accuracy']:.2f} (fine-tuned {config.steps} steps)")
     return result
 
 

@@ -185,11 +185,21 @@ def _transfer_section(runs: Sequence[dict]) -> List[str]:
     for run in runs:
         for task in tasks:
             t = run.get("transfer", {}).get(task)
-            rows.append([run["name"], task] + ([_fmt(t.get("source_accuracy")), _fmt(t.get("target_accuracy")),
-                                               _fmt(t.get("train_accuracy")), _fmt(t.get("chance")),
-                                               str(t.get("level"))] if t else [""] * 5))
+            if not t:
+                rows.append([run["name"], task] + [""] * 5)
+                continue
+            # The headline probe, the probes at further levels, and the fine-tuned model.
+            variants = [(t, str(t.get("level")))]
+            variants += [(scores, level) for level, scores in list(t.get("levels", {}).items())[1:]]
+            if "finetuned" in t:
+                variants.append((t["finetuned"], f"fine-tuned ({t['finetuned'].get('steps')} steps)"))
+            for scores, level in variants:
+                rows.append([run["name"], task, _fmt(scores.get("source_accuracy")),
+                             _fmt(scores.get("target_accuracy")), _fmt(scores.get("train_accuracy")),
+                             _fmt(t.get("chance")), level])
     return ["## Zero-shot cross-lingual transfer (linear probe)", ""] + markdown_table(
-        ["run", "task", "source (A) accuracy", "target (B) accuracy", "train accuracy", "chance", "level"],
+        ["run", "task", "source (A) accuracy", "target (B) accuracy", "train accuracy", "chance",
+         "level / model"],
         rows) + [""]
 
 

@@ -103,3 +103,24 @@ def test_missing_input_fails_before_loading_any_model(tmp_path):
     assert proc.returncode == 2
     assert "--perplexity en=" in proc.stderr and "neither a JSONL file nor a shard prefix" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_transfer_at_several_levels_and_fine_tuned(tmp_path, checkpoints):  # noqa: F811
+    ckpt, _ = checkpoints.get("tp1_tied_gqa_clone")
+    hf_dir, _ = checkpoints.converted("tp1_tied_gqa_clone")
+    spm_model, dictionary = checkpoints.language()
+    write_inputs(tmp_path, spm_model, dictionary)
+    task = f"topics={tmp_path / 'task.jsonl'}"
+    proc = run_tool("evaluate.py", "--model", f"hf={hf_dir}", "--transfer", task, "--probe-level", "all",
+                    "--probe-steps", "20", "--transfer-finetune-steps", "3", "--output", tmp_path / "eval")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "eval" / "results.json").read_text())["runs"][0]["transfer"]["topics"]
+    assert result["level"] == "final_norm" and list(result["levels"]) == ["final_norm", "embedding", "layer1",
+                                                                         "layer2"]
+    assert result["finetuned"]["steps"] == 3 and 0 <= result["finetuned"]["target_accuracy"] <= 1
+    assert "fine-tuned (3 steps)" in (tmp_path / "eval" / "results.md").read_text()
+    # Fine-tuning needs a Hugging Face model: a Megatron checkpoint is refused by name.
+    proc = run_tool("evaluate.py", "--model", f"megatron={ckpt}", "--transfer", task,
+                    "--transfer-finetune-steps", "3", "--output", tmp_path / "eval2")
+    assert proc.returncode == 2 and "megatron is a megatron checkpoint" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr

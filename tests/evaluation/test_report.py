@@ -28,6 +28,9 @@ def run(name, p_at_1, with_knowledge=True):
         entry["transfer"] = {task: {"source_accuracy": acc, "target_accuracy": acc / 2, "train_accuracy": 1.0,
                                     "chance": 0.5, "level": "final_norm"}
                              for task, acc in (("topics", 0.8), ("books", 0.6))}
+        entry["transfer"]["books"]["levels"] = {"final_norm": {}, "layer1": {"source_accuracy": 0.7,
+                                                                             "target_accuracy": 0.65}}
+        entry["transfer"]["books"]["finetuned"] = {"source_accuracy": 0.9, "target_accuracy": 0.2, "steps": 50}
     return entry
 
 
@@ -47,6 +50,8 @@ def test_json_schema_and_markdown_rows():
     assert "| prealign | topics | 0.800 | 0.400 | 1.000 | 0.500 | final_norm |" in md
     assert "| prealign | books | 0.600 | 0.300 | 1.000 | 0.500 | final_norm |" in md
     assert "| joint | books |  |  |  |  |  |" in md
+    assert "| prealign | books | 0.700 | 0.650 | n/a | 0.500 | layer1 |" in md
+    assert "| prealign | books | 0.900 | 0.200 | n/a | 0.500 | fine-tuned (50 steps) |" in md
     with pytest.raises(ValueError, match="unique"):
         make_report([run("a", [0] * 5), run("a", [0] * 5)])
 

@@ -5,9 +5,11 @@ import random
 import pytest
 import torch
 
-from megatron_prealign.evaluation.models import HFEvalModel
+from megatron_prealign.evaluation.models import EvalModel, HFEvalModel
 from megatron_prealign.evaluation.transfer import (
+    FineTuneConfig,
     ProbeConfig,
+    fine_tuned_transfer,
     pooled_features,
     train_probe,
     zero_shot_transfer,
@@ -65,3 +67,46 @@ def test_probe_learns_a_separable_problem_and_reads_the_chosen_level():
     assert not torch.allclose(emb, pooled_features(model, texts, "final_norm"))
     with pytest.raises(ValueError):
         ProbeConfig(steps=0)
+
+
+def test_more_levels_are_probed_from_the_same_pass_and_the_headline_stays_as_it_was():
+    model = HFEvalModel(tiny_llama(2 * V, layers=2))
+    alone = zero_shot_transfer(model, *sets())
+    result = zero_shot_transfer(model, *sets(), more_levels=["layer1", "final_norm", "embedding"])
+    assert list(result["levels"]) == ["final_norm", "layer1", "embedding"]
+    assert {k: v for k, v in result.items() if k != "levels"} == alone
+    assert result["levels"]["final_norm"]["target_accuracy"] == alone["target_accuracy"]
+    embedding = zero_shot_transfer(model, *sets(), ProbeConfig(level="embedding"))
+    assert result["levels"]["embedding"]["source_accuracy"] == embedding["source_accuracy"]
+    # The embedding of an unaligned clone's words is random: nothing transfers there.
+    assert result["levels"]["embedding"]["target_accuracy"] <= 0.75
+
+
+def test_fine_tuning_learns_the_task_in_a_copy_and_is_deterministic():
+    model = HFEvalModel(tiny_llama(2 * V, layers=2))
+    before = {k: v.clone() for k, v in model.model.state_dict().items()}
+    config = FineTuneConfig(steps=60, lr=1e-3, head_lr=1e-2)
+    result = fine_tuned_transfer(model, *sets(), config)
+    assert result["mode"] == "finetune" and result["level"] == "final_norm"
+    assert result["source_accuracy"] >= 0.9, result
+    assert result["target_accuracy"] <= 0.75, result  # an unaligned clone: near chance
+    assert fine_tuned_transfer(model, *sets(), config) == result
+    assert all(torch.equal(before[k], v) for k, v in model.model.state_dict().items())
+
+
+def test_fine_tuning_with_frozen_embeddings_transfers_an_identical_clone_fully():
+    model = tiny_llama(2 * V, layers=2)
+    make_clone_identical(model, V)
+    config = FineTuneConfig(steps=60, lr=1e-3, head_lr=1e-2, freeze_embeddings=True)
+    result = fine_tuned_transfer(HFEvalModel(model), *sets(), config)
+    assert result["source_accuracy"] >= 0.9 and result["target_accuracy"] == result["source_accuracy"], result
+
+
+def test_fine_tuning_needs_a_hugging_face_model():
+    class Megatron(EvalModel):
+        kind, name = "megatron", "ckpt"
+
+    with pytest.raises(ValueError, match="ckpt is a megatron checkpoint: convert it"):
+        fine_tuned_transfer(Megatron(), *sets())
+    with pytest.raises(ValueError, match="steps >= 1"):
+        FineTuneConfig(steps=0)
