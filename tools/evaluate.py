@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--knowledge", default=None, help="Knowledge items (JSONL).")
     p.add_argument("--knowledge-length-normalize", action="store_true",
                    help="Rank candidates by mean instead of summed log-likelihood per token.")
+    p.add_argument("--knowledge-generation", action="store_true",
+                   help="Also score each knowledge item by greedy generation: does the model, given the "
+                        "prompt, produce the right object itself (open vocabulary, no candidates)?")
     p.add_argument("--transfer", nargs="*", default=[], metavar="NAME=PATH",
                    help="Classification tasks (JSONL) for the zero-shot transfer probe, one probe each.")
     p.add_argument("--probe-level", default="final_norm",
@@ -307,7 +310,9 @@ def evaluate_model(name, path, args, log=print):
     if alignments:
         run["alignment"] = alignments
     if args.knowledge:
-        run["knowledge"] = _measure_knowledge(name, model, tokenizer, args, log)
+        run["knowledge"], generated = _measure_knowledge(name, model, tokenizer, args, log)
+        if generated is not None:
+            run["knowledge_generation"] = generated
     tasks = _named(args.transfer, "--transfer")
     if tasks:
         run["transfer"] = {task: _measure_transfer(name, model, tokenizer, args, log, task, task_path,
@@ -373,7 +378,13 @@ def _measure_alignment(name, model, tokenizer, args, log):
 def _measure_knowledge(name, model, tokenizer, args, log):
     """Knowledge-application accuracy per group on the ``--knowledge`` items."""
     from megatron_prealign.evaluation.inputs import read_jsonl
-    from megatron_prealign.evaluation.knowledge import LikelihoodScorer, items_from_records, knowledge_accuracy
+    from megatron_prealign.evaluation.knowledge import (
+        GreedyMatcher,
+        LikelihoodScorer,
+        generation_accuracy,
+        items_from_records,
+        knowledge_accuracy,
+    )
 
     numbered = read_jsonl(args.knowledge)
     items = items_from_records([r for _, r in numbered], tokenizer, args.knowledge,
@@ -384,7 +395,12 @@ def _measure_knowledge(name, model, tokenizer, args, log):
     log(f"[{name}] knowledge: " + ", ".join(
         f"{g} {r['accuracy']:.2f} (n={r['items']}, chance {r['chance']:.2f})"
         for g, r in result.items()))
-    return result
+    if args.knowledge_generation:
+        generated = generation_accuracy(GreedyMatcher(model, args.batch_size * 4), items)
+        log(f"[{name}] knowledge by greedy generation: " + ", ".join(
+            f"{g} {r['accuracy']:.2f} (n={r['items']})" for g, r in generated.items()))
+        return result, generated
+    return result, None
 
 
 def _measure_transfer(name, model, tokenizer, args, log, task, path, levels):

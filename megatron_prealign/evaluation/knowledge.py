@@ -124,6 +124,26 @@ def _group_of(fact: Fact, group: Union[None, str, Callable[[Fact], str]]) -> str
     return group(fact) if callable(group) else group
 
 
+def _logits_per_chunk(model: EvalModel, pairs: Sequence[Tuple[Ids, Ids]], batch_size: int):
+    """``(chunk of pairs, [b, s, V] logits)`` for prompt + continuation rows, right-padded."""
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        rows = [list(p) + list(c) for p, c in chunk]
+        if max(len(r) for r in rows) > model.max_length:
+            raise ValueError(f"a prompt + candidate is longer than the model's "
+                             f"{model.max_length} positions")
+        length = max(len(r) for r in rows)
+        tokens = torch.zeros(len(rows), length, dtype=torch.long)  # [b, s], right-padded
+        for i, row in enumerate(rows):
+            tokens[i, :len(row)] = torch.tensor(row)
+        yield chunk, model.logits(tokens)
+
+
+def _continuation_positions(prompt: Ids, cont: Ids) -> torch.Tensor:
+    """Positions whose logits predict ``cont`` after ``prompt``."""
+    return torch.arange(len(prompt) - 1, len(prompt) + len(cont) - 1)
+
+
 class LikelihoodScorer:
     """Summed log-likelihood of continuations given prompts, batched (a ``Scorer``)."""
 
@@ -134,22 +154,48 @@ class LikelihoodScorer:
     @torch.no_grad()
     def __call__(self, pairs: Sequence[Tuple[Ids, Ids]]) -> List[float]:
         scores: List[float] = []
-        for start in range(0, len(pairs), self.batch_size):
-            chunk = pairs[start:start + self.batch_size]
-            rows = [list(p) + list(c) for p, c in chunk]
-            if max(len(r) for r in rows) > self.model.max_length:
-                raise ValueError(f"a prompt + candidate is longer than the model's "
-                                 f"{self.model.max_length} positions")
-            length = max(len(r) for r in rows)
-            tokens = torch.zeros(len(rows), length, dtype=torch.long)  # [b, s], right-padded
-            for i, row in enumerate(rows):
-                tokens[i, :len(row)] = torch.tensor(row)
-            logp = F.log_softmax(self.model.logits(tokens), dim=-1)  # [b, s, V]
+        for chunk, logits in _logits_per_chunk(self.model, pairs, self.batch_size):
+            logp = F.log_softmax(logits, dim=-1)  # [b, s, V]
             for i, (prompt, cont) in enumerate(chunk):
-                positions = torch.arange(len(prompt) - 1, len(prompt) + len(cont) - 1)  # predict cont
                 targets = torch.tensor(cont)
-                scores.append(float(logp[i, positions, targets].double().sum()))
+                scores.append(float(logp[i, _continuation_positions(prompt, cont), targets].double().sum()))
         return scores
+
+
+class GreedyMatcher:
+    """Whether greedy decoding from each prompt produces the continuation, token for token: at every
+    position the model's top-1 token over its whole vocabulary is the continuation's next one (one
+    teacher-forced pass gives exactly what greedy generation would)."""
+
+    def __init__(self, model: EvalModel, batch_size: int = 32):
+        self.model = model
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def __call__(self, pairs: Sequence[Tuple[Ids, Ids]]) -> List[bool]:
+        hits: List[bool] = []
+        for chunk, logits in _logits_per_chunk(self.model, pairs, self.batch_size):
+            top = logits.argmax(-1)  # [b, s]
+            for i, (prompt, cont) in enumerate(chunk):
+                hits.append(bool((top[i, _continuation_positions(prompt, cont)] == torch.tensor(cont)).all()))
+        return hits
+
+
+def generation_accuracy(matcher: Callable[[Sequence[Tuple[Ids, Ids]]], List[bool]],
+                        items: Sequence[KnowledgeItem]) -> Dict[str, Dict[str, float]]:
+    """Share of items whose right object greedy decoding produces from the prompt, per group and
+    over all items: open vocabulary, no candidates to choose from, so chance is about 0 (reported
+    as 0). ``matcher`` is ``GreedyMatcher(model)`` or any callable with its contract."""
+    if not items:
+        raise ValueError("no knowledge item to score")
+    hits = matcher([(item.prompt, item.candidates[item.answer]) for item in items])
+    per_group: Dict[str, List[bool]] = OrderedDict()
+    for item, hit in zip(items, hits):
+        per_group.setdefault(item.group, []).append(hit)
+        if item.group != "all":
+            per_group.setdefault("all", []).append(hit)
+    return {group: {"accuracy": sum(h) / len(h), "items": len(h), "chance": 0.0}
+            for group, h in per_group.items()}
 
 
 def knowledge_accuracy(scorer: Scorer, items: Sequence[KnowledgeItem], *,

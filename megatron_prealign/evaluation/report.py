@@ -121,8 +121,8 @@ def markdown_report(report: dict) -> str:
     """Markdown tables, one per section, one row per run."""
     runs = report["runs"]
     out = ["# Evaluation results", ""]
-    for section in (_perplexity_section, _alignment_sections, _knowledge_section, _transfer_section,
-                    _retrieval_sections):
+    for section in (_perplexity_section, _alignment_sections, _knowledge_section, _generation_section,
+                    _transfer_section, _retrieval_sections):
         out += section(runs)
     return "\n".join(out)
 
@@ -173,6 +173,17 @@ def _knowledge_section(runs: Sequence[dict]) -> List[str]:
             [run["name"]] + [
                 f"{_fmt(g.get('accuracy'))} ({_fmt(g.get('chance'))}, n={g.get('items')})" if g else ""
                 for g in (run.get("knowledge", {}).get(group) for group in groups)]
+            for run in runs]) + [""]
+
+
+def _generation_section(runs: Sequence[dict]) -> List[str]:
+    groups = _names_in(runs, "knowledge_generation")
+    if not groups:
+        return []
+    return ["## Knowledge by greedy generation (share of right objects produced; chance about 0)", ""] + \
+        markdown_table(["run"] + groups, [
+            [run["name"]] + [f"{_fmt(g.get('accuracy'))} (n={g.get('items')})" if g else ""
+                             for g in (run.get("knowledge_generation", {}).get(group) for group in groups)]
             for run in runs]) + [""]
 
 

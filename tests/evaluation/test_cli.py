@@ -65,7 +65,7 @@ def test_megatron_checkpoint_and_its_hf_conversion_score_the_same(tmp_path, chec
     proc = run_tool("evaluate.py", "--model", f"megatron={ckpt}", "--model", f"hf={hf_dir}",
                     "--perplexity", f"en={tmp_path / 'en.jsonl'}", f"clone={shard}",
                     "--alignment-dictionary", f"words={dictionary}", "--alignment-max-words", "200",
-                    "--knowledge", tmp_path / "facts.jsonl",
+                    "--knowledge", tmp_path / "facts.jsonl", "--knowledge-generation",
                     "--transfer", f"topics={tmp_path / 'task.jsonl'}", f"again={tmp_path / 'task.jsonl'}",
                     "--probe-steps", "50", "--output", out)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -79,12 +79,13 @@ def test_megatron_checkpoint_and_its_hf_conversion_score_the_same(tmp_path, chec
         ["embedding", "layer1", "layer2", "final_norm", "output_embedding"]
     assert megatron["alignment"]["words"]["words"] == 200
     assert set(megatron["knowledge"]) == {"transfer", "seen", "unseen", "all"}
+    assert set(megatron["knowledge_generation"]) == set(megatron["knowledge"])
     # Each transfer task has its own probe, seeded alike: the same task under two names, one result.
     assert list(megatron["transfer"]) == ["topics", "again"]
     assert megatron["transfer"]["topics"] == megatron["transfer"]["again"]
     assert megatron["transfer"]["topics"]["train_accuracy"] > 0.5
-    ours, theirs = flat({k: megatron[k] for k in ("perplexity", "alignment", "knowledge", "transfer")}), \
-        flat({k: hf[k] for k in ("perplexity", "alignment", "knowledge", "transfer")})
+    compared = ("perplexity", "alignment", "knowledge", "knowledge_generation", "transfer")
+    ours, theirs = flat({k: megatron[k] for k in compared}), flat({k: hf[k] for k in compared})
     assert ours.keys() == theirs.keys()
     for key, value in ours.items():
         if isinstance(value, float):

@@ -6,14 +6,16 @@ import torch.nn.functional as F
 
 from megatron_prealign.evaluation.knowledge import (
     Fact,
+    GreedyMatcher,
     KnowledgeItem,
     LikelihoodScorer,
+    generation_accuracy,
     items_from_records,
     items_to_records,
     knowledge_accuracy,
     render_fact_items,
 )
-from megatron_prealign.evaluation.models import HFEvalModel
+from megatron_prealign.evaluation.models import EvalModel, HFEvalModel
 from tests.evaluation.helpers import tiny_llama
 
 V = 40  # language A ids [0, 40); language B = A + 40
@@ -122,3 +124,31 @@ def test_items_survive_the_json_file_format():
     assert items_from_records(items_to_records(items)) == items
     with pytest.raises(ValueError, match="record 1"):
         items_from_records([{"prompt_ids": [1], "candidate_ids": [[2]], "answer": 3}])
+
+
+def test_greedy_generation_reproduces_memorized_objects_and_nothing_unseen(trained):
+    result = generation_accuracy(GreedyMatcher(trained), [item(s, 0, "A") for s in range(16)] + queries_in_b())
+    assert result["A"]["accuracy"] == 1.0 and result["seen"]["accuracy"] == 1.0
+    assert result["unseen"]["accuracy"] <= 0.5 and result["unseen"]["chance"] == 0.0
+    assert result["all"]["items"] == 40
+
+
+class PrefersAFunctionWord(EvalModel):
+    """Every position's logits rank token 5 first, then the object 27, then the other objects."""
+
+    kind, name, vocab_size, num_layers, max_length = "fake", "fake", V, 1, 16
+
+    def logits(self, tokens):
+        row = torch.zeros(V)
+        row[5], row[27], row[28] = 3.0, 2.0, 1.0
+        return row.expand(tokens.shape[0], tokens.shape[1], V).clone()
+
+
+def test_likelihood_ranking_and_greedy_generation_can_disagree():
+    """The right object outranks the other candidates, but the model would say something else first."""
+    model = PrefersAFunctionWord()
+    items = [KnowledgeItem((1, 2, 3), ((27,), (28,)), 0, "g"), KnowledgeItem((4, 2), ((28,), (27,)), 1, "g")]
+    assert knowledge_accuracy(LikelihoodScorer(model), items)["g"]["accuracy"] == 1.0
+    assert generation_accuracy(GreedyMatcher(model), items)["g"]["accuracy"] == 0.0
+    # A two-token object counts only if every token is the top-1 one.
+    assert GreedyMatcher(model)([((1,), (5, 5)), ((1,), (5, 27)), ((1, 2), (5,))]) == [True, False, True]

@@ -25,6 +25,7 @@ def run(name, p_at_1, with_knowledge=True):
                                        "levels": levels}}}
     if with_knowledge:
         entry["knowledge"] = {"transfer": {"accuracy": 0.5, "items": 4, "chance": 0.25}}
+        entry["knowledge_generation"] = {"transfer": {"accuracy": 0.25, "items": 4, "chance": 0.0}}
         entry["transfer"] = {task: {"source_accuracy": acc, "target_accuracy": acc / 2, "train_accuracy": 1.0,
                                     "chance": 0.5, "level": "final_norm"}
                              for task, acc in (("topics", 0.8), ("books", 0.6))}
@@ -46,6 +47,7 @@ def test_json_schema_and_markdown_rows():
     assert "| prealign | 1.000 | 0.900 | 0.800 | 0.800 | n/a |" in md
     assert "| joint | 0.450 | 0.500 | 0.550 | 0.550 | 0.450 |" in md  # cosine gap: 0.5 + p/2 - 0.1
     assert "| prealign | 0.500 (0.250, n=4) |" in md and "| joint |  |" in md
+    assert "| run | transfer |" in md and "| prealign | 0.250 (n=4) |" in md
     # One transfer row per run and task; a run without a task has an empty row.
     assert "| prealign | topics | 0.800 | 0.400 | 1.000 | 0.500 | final_norm |" in md
     assert "| prealign | books | 0.600 | 0.300 | 1.000 | 0.500 | final_norm |" in md
