@@ -170,6 +170,8 @@ def evaluation(preset, arm: str, seed: int, data: DataSteps, stage2_step: Step, 
                iteration: Optional[int] = None) -> Step:
     """Convert and evaluate a stage-2 run: its final checkpoint, or the one saved at ``iteration``."""
     params = dict(arm=arm, seed=seed, max_tokens=preset.eval_max_tokens, seq=preset.seq_length)
+    if preset.probes != "basic":  # only then, so the keys of basic evaluations stay as they were
+        params.update(probes=preset.probes, finetune_steps=preset.transfer_finetune_steps)
     if iteration is not None:
         params["iteration"] = iteration
     at = "" if iteration is None else f" at iteration {iteration}"

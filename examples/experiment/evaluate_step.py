@@ -14,9 +14,15 @@ Converts with ``tools/convert_to_hf.py`` (logits parity checked on the way), the
 and writes ``metrics.json`` with the experiment's metric names (``report.py`` reads it).
 
 The real setting measures the same on real languages: perplexity per language (``{lang}_ppl``),
-knowledge probed in each target (``real/facts.py``), each transfer task (``transfer_{task}_{lang}``;
-a task per run of the tool, which takes one at a time), P@1 on the held-out and unseen dictionary
-entries, and sentence retrieval on parallel text (``retrieval_p1_{level}_{set}``).
+knowledge probed in each target (``real/facts.py``), each transfer task (``transfer_{task}_{lang}``),
+P@1 on the held-out and unseen dictionary entries, and sentence retrieval on parallel text
+(``retrieval_p1_{level}_{set}``).
+
+With the ``examined`` probes (``Preset.probes``, ``docs/probes.md``) it also measures: facts by
+greedy generation (``knowledge_gen_{group}``), the transfer probe at every level
+(``transfer_..._{level}``) and a fine-tuned copy of the model (``transfer_..._finetuned``), and word
+P@1 per level of the facts' objects and, in the clone setting, their subjects' name parts
+(``align_p1_{level}_fact_objects``, ``..._fact_subjects``).
 """
 
 from __future__ import annotations
@@ -78,7 +84,32 @@ def metrics_from_results(run: dict) -> dict:
         metrics[f"align_p1_last_layer_{report_name}"] = levels["final_norm"]["p_at_1"]
         metrics[f"align_p1_middle_layer_{report_name}"] = levels[layers[len(layers) // 2 - 1]]["p_at_1"] \
             if layers else None
+    _examined_metrics(metrics, run, {"genres": ("transfer_clone", "transfer_english")})
     return metrics
+
+
+def _examined_metrics(metrics: dict, run: dict, transfer_names: dict) -> None:
+    """The ``examined`` probes' metrics, where the run has them: ``knowledge_gen_{group}``; per
+    transfer task (``transfer_names``: task -> (target metric, English metric)) the probe at every
+    level and its middle layer (``{metric}_{level}``, ``{metric}_middle_layer``) and the fine-tuned
+    model (``{metric}_finetuned``); P@1 per level of the fact dictionaries."""
+    for group, values in run.get("knowledge_generation", {}).items():
+        if group != "all":
+            metrics[f"knowledge_gen_{group}"] = values["accuracy"]
+    for task, (target, english) in transfer_names.items():
+        result = run["transfer"][task]
+        variants = dict(result.get("levels", {}))
+        layers = [level for level in variants if level.startswith("layer")]
+        if layers:
+            variants["middle_layer"] = variants[layers[len(layers) // 2 - 1]]
+        if "finetuned" in result:
+            variants["finetuned"] = result["finetuned"]
+        for variant, scores in variants.items():
+            metrics[f"{target}_{variant}"] = scores["target_accuracy"]
+            metrics[f"{english}_{variant}"] = scores["source_accuracy"]
+    for name, result in run.get("alignment", {}).items():
+        if name.startswith("fact_"):
+            _level_metrics(metrics, "align_p1", result["levels"], name)
 
 
 def evaluate(preset, arm: str, seed: int, out: Path, inputs, iteration: Optional[int] = None) -> dict:
@@ -104,21 +135,63 @@ def _evaluate_command(preset, arm: str, seed: int, hf_dir: Path, output: Path) -
             "--seq-length", preset.seq_length, "--max-tokens", preset.eval_max_tokens, "--seed", seed]
 
 
-def _dictionary_flags(dictionaries: Path, names) -> list:
+def _dictionary_flags(dictionaries: Path, names, more=()) -> list:
+    """``--alignment-dictionary`` with every non-empty dictionary of ``names`` in ``dictionaries``
+    and the files of ``more`` (the ``examined`` probes' fact dictionaries)."""
     present = [f"{name}={dictionaries / (name + '.jsonl')}" for name in names
                if (dictionaries / (name + ".jsonl")).is_file()
                and (dictionaries / (name + ".jsonl")).stat().st_size > 0]
+    present += [f"{path.stem}={path}" for path in more if path.stat().st_size > 0]
     return ["--alignment-dictionary", *present] if present else []
+
+
+def _examined_flags(preset) -> list:
+    """The ``examined`` probes' further measurements of ``tools/evaluate.py``."""
+    if preset.probes == "basic":
+        return []
+    return ["--knowledge-generation", "--probe-level", "all",
+            "--transfer-finetune-steps", preset.transfer_finetune_steps]
+
+
+def fact_dictionaries(preset, out: Path, inputs) -> list:
+    """The ``examined`` probes' dictionaries of the facts' words (written into ``out``): every
+    relation's objects, English -> target; in the clone setting also the subjects' name parts
+    (invented words, seen only in their facts), English -> clone."""
+    from megatron_prealign.preprocess.english_clone import build_clone_dictionary
+    from megatron_prealign.preprocess.lexicon import save_multiway
+    from megatron_prealign.text.tokenizers import build_tokenizer
+
+    if preset.probes == "basic":
+        return []
+    objects = [o for spec in facts.RELATIONS.values() for o in spec["objects"]]
+    paths = []
+    if preset.setting == "clone":
+        tokenizer = build_tokenizer("SentencePieceTokenizer", str(inputs["tokenizer"] / "spm.model"))
+        subjects = sorted({part for f in json.loads((inputs["corpus"] / "facts.json").read_text())
+                           for part in f["subject"].split()})
+        for name, words in (("fact_objects", objects), ("fact_subjects", subjects)):
+            entries, _ = build_clone_dictionary(words, tokenizer)
+            save_multiway(entries, str(out / f"{name}.jsonl"))
+            paths.append(out / f"{name}.jsonl")
+        return paths
+    for language in preset.targets:
+        suffix = f"_{language}" if len(preset.targets) > 1 else ""
+        pairs = [[english, target] for relation, spec in facts.RELATIONS.items()
+                 for english, target in zip(spec["objects"], real_facts.TARGETS[language][relation]["objects"])]
+        save_multiway(pairs, str(out / f"fact_objects{suffix}.jsonl"))
+        paths.append(out / f"fact_objects{suffix}.jsonl")
+    return paths
 
 
 def _evaluate_clone(preset, arm: str, seed: int, out: Path, inputs, hf_dir: Path, log: Path) -> dict:
     _write_jsonl(out / "knowledge.jsonl", knowledge_records(inputs["corpus"] / "facts.json"))
     _write_jsonl(out / "transfer.jsonl", transfer_records(inputs["transfer"]))
     shards = inputs["shards"]
-    run_logged(_evaluate_command(preset, arm, seed, hf_dir, out / "eval") + [
+    run_logged(_evaluate_command(preset, arm, seed, hf_dir, out / "eval") + _examined_flags(preset) + [
         "--perplexity", f"en={shards / 'en_heldout_text_document'}",
         f"clone={shards / 'clone_heldout_text_document'}",
-        *_dictionary_flags(inputs["dictionaries"], ("dev", "unseen", "strict_unseen")),
+        *_dictionary_flags(inputs["dictionaries"], ("dev", "unseen", "strict_unseen"),
+                           fact_dictionaries(preset, out, inputs)),
         "--knowledge", out / "knowledge.jsonl", "--transfer", f"genres={out / 'transfer.jsonl'}"], log,
         show_progress=False)
     results = json.loads((out / "eval" / "results.json").read_text())
@@ -144,10 +217,11 @@ def _evaluate_real(preset, arm: str, seed: int, out: Path, inputs, hf_dir: Path,
     if not tasks:
         raise CorpusError(f"pair {preset.pair}: no transfer task has a target language of this pair")
     retrieval = sorted(transfer.glob("retrieval_*.jsonl"))
-    run_logged(_evaluate_command(preset, arm, seed, hf_dir, out / "eval") + [
+    run_logged(_evaluate_command(preset, arm, seed, hf_dir, out / "eval") + _examined_flags(preset) + [
         "--perplexity", *[f"{language}={shards / f'{language}_heldout_text_document'}"
                           for language in ["en", *preset.targets]],
-        *_dictionary_flags(inputs["dictionaries"], real_data.evaluation_dictionaries(preset)),
+        *_dictionary_flags(inputs["dictionaries"], real_data.evaluation_dictionaries(preset),
+                           fact_dictionaries(preset, out, inputs)),
         "--knowledge", out / "knowledge.jsonl",
         "--transfer", *[f"{task}={transfer / f'{task}.jsonl'}" for task in tasks],
         *(["--retrieval", *[f"{p.stem[len('retrieval_'):]}={p}" for p in retrieval]] if retrieval else [])],
@@ -163,6 +237,8 @@ def real_metrics(preset, first: dict) -> dict:
     for task, result in first["transfer"].items():  # English and target scores on the same aligned units
         metrics[f"transfer_{task}_english"] = result["source_accuracy"]
         metrics[f"transfer_{task}"] = result["target_accuracy"]
+    _examined_metrics(metrics, first, {task: (f"transfer_{task}", f"transfer_{task}_english")
+                                       for task in first["transfer"]})
     for group, values in first["knowledge"].items():
         if isinstance(values, dict) and "accuracy" in values and group != "all":  # groups only
             metrics[f"knowledge_{group}"] = values["accuracy"]

@@ -105,6 +105,14 @@ class Preset:
     """Train in BF16 when CUDA is available (GPU presets)."""
     eval_max_tokens: int = 60000
     """Held-out tokens per language for the final perplexities."""
+    probes: str = "basic"
+    """The evaluation's probes. ``basic``: facts ranked by likelihood among candidates, the transfer
+    task's linear probe on the final norm. ``examined`` (``docs/probes.md``): also facts by greedy
+    generation, the transfer probe at every level, the transfer of a fine-tuned copy of the model,
+    and word P@1 of the facts' objects (and, in the clone setting, subjects) at every level. Its
+    evaluations have their own step keys, so the two never mix; training steps are shared."""
+    transfer_finetune_steps: int = 100
+    """``examined`` probes: fine-tuning steps of the fine-tuned transfer (batch 16, lr 1e-4)."""
     tensor_parallel: int = 1
     """Tensor-parallel size of the training runs (``--tensor-model-parallel-size``); the data-parallel
     size is ``nproc / tensor_parallel``."""
@@ -140,10 +148,14 @@ class Preset:
                              "en-clone, the real setting's one of REAL_PAIRS")
         if self.nproc % self.tensor_parallel:
             raise ValueError(f"nproc {self.nproc} is not a multiple of tensor_parallel {self.tensor_parallel}")
+        if self.probes not in PROBE_SUITES:
+            raise ValueError(f"probes {self.probes!r}: choose from {', '.join(PROBE_SUITES)}")
 
     def replace(self, **changes) -> "Preset":
         return dataclasses.replace(self, **changes)
 
+
+PROBE_SUITES = ("basic", "examined")
 
 AUTHORS_CODE = dict(untie_embeddings=True, alignment_levels="all", alignment_alpha=0.1,
                     alignment_lm_weight=1.0, codeswitch_ratio=0.05, stage1_iters=120, stage2_reinit="")

@@ -60,7 +60,13 @@ from examples.experiment.cli import experiment_lock, parse_list, report_errors  
 from examples.experiment.clone import data_prep  # noqa: E402
 from examples.experiment.dag import build_steps  # noqa: E402,F401  (tests import it from here)
 from examples.experiment.pipeline import Pipeline  # noqa: E402
-from examples.experiment.presets import LANGUAGE_NAMES, PRESETS, REAL_PAIRS, REAL_PRESETS  # noqa: E402
+from examples.experiment.presets import (  # noqa: E402
+    LANGUAGE_NAMES,
+    PRESETS,
+    PROBE_SUITES,
+    REAL_PAIRS,
+    REAL_PRESETS,
+)
 from megatron_prealign.evaluation.report import markdown_table  # noqa: E402
 
 
@@ -77,6 +83,9 @@ def main(argv=None) -> int:
     parser.add_argument("--arms", default=None, help="Comma list of joint,init_only,cs_only,prealign and the "
                         "controls lm_init,lm_init_cs (stage 1 without the contrastive term).")
     parser.add_argument("--seeds", default=None, help="Comma list of distinct integer seeds.")
+    parser.add_argument("--probes", choices=PROBE_SUITES, default=None,
+                        help="basic (the preset's default) or examined: more probes of knowledge and "
+                             "transfer (docs/probes.md); evaluations only, training steps are reused.")
     parser.add_argument("--corpus", type=Path, default=None,
                         help="JSONL corpus (one paragraph per line, field 'text'); default: built-in.")
     parser.add_argument("--dry-run", action="store_true",
@@ -102,6 +111,8 @@ def main(argv=None) -> int:
         preset = preset.replace(arms=arms)
     if args.seeds:
         preset = preset.replace(seeds=parse_list(parser, "--seeds", args.seeds, int))
+    if args.probes:
+        preset = preset.replace(probes=args.probes)
     corpus = args.corpus or data_prep.DEFAULT_CORPUS
     if not corpus.is_file():
         parser.error(f"--corpus {corpus}: no such file")

@@ -1,5 +1,5 @@
-"""The English-Clone pipeline at toy scale: every artifact exists and is well formed, and an
-interrupted run, rerun, gives the same results.json."""
+"""The English-Clone pipeline at toy scale, with the ``examined`` probes: every artifact exists and
+is well formed, and an interrupted run, rerun, gives the same results.json."""
 
 import json
 import shutil
@@ -17,7 +17,8 @@ TOY = dict(name="toy", max_paragraphs=1500, heldout_paragraphs=60, valid_paragra
            num_attention_heads=2, seq_length=64, micro_batch_size=4, global_batch_size=4,
            train_iters=12, warmup_iters=2, eval_interval=6, eval_iters=2, stage1_iters=6,
            stage1_entries=16, transfer_train_per_class=10, transfer_test_per_class=5,
-           eval_max_tokens=4000, arms=["joint", "prealign"], seeds=[1])
+           eval_max_tokens=4000, arms=["joint", "prealign"], seeds=[1], probes="examined",
+           transfer_finetune_steps=3)
 
 @pytest.fixture(scope="module")
 def complete_run(tmp_path_factory):
@@ -45,8 +46,11 @@ def test_every_artifact_is_well_formed(complete_run):
                 "transfer_english", "transfer_clone", "align_p1_last_layer_heldout",
                 "align_p1_last_layer_unseen"]
     assert set(results["arms"]) == {"joint", "prealign"}
+    examined = ["knowledge_gen_en_only", "knowledge_gen_en_only_in_english", "transfer_clone_middle_layer",
+                "transfer_english_embedding", "transfer_clone_finetuned", "transfer_english_finetuned",
+                "align_p1_middle_layer_fact_subjects", "align_p1_embedding_fact_objects"]
     for arm, metrics in results["arms"].items():
-        for metric in required:
+        for metric in required + examined:
             assert len(metrics[metric]) == 1 and metrics[metric][0] is not None, (arm, metric)
         assert metrics["clone_ppl"][0] > 1.0
     # PreAlign starts stage 2 aligned; joint training does not (iteration-0 evaluation).

@@ -1,0 +1,71 @@
+"""The ``examined`` probes in the experiment: their own evaluation steps (training shared), the fact
+dictionaries they align, and their metric names, on hand-made evaluation results."""
+
+import json
+
+import pytest
+
+from examples.experiment import evaluate_step
+from examples.experiment.clone import data_prep as clone_data
+from examples.experiment.clone import facts
+from examples.experiment.dag import build_steps
+from examples.experiment.presets import PRESETS, REAL_PRESETS
+from examples.experiment.real import facts as real_facts
+
+
+@pytest.mark.parametrize("preset", [PRESETS["cpu"], REAL_PRESETS["cpu"]], ids=["clone", "real"])
+def test_examined_probes_have_their_own_evaluations_and_reuse_the_training(preset):
+    basic = build_steps(preset, clone_data.DEFAULT_CORPUS)
+    examined = build_steps(preset.replace(probes="examined"), clone_data.DEFAULT_CORPUS)
+    assert len(basic) == len(examined)
+    for b, e in zip(basic, examined):
+        assert b.key != e.key and e.params["probes"] == "examined" and "probes" not in b.params
+        assert b.inputs["stage2"].key == e.inputs["stage2"].key
+    fewer = build_steps(preset.replace(probes="examined", transfer_finetune_steps=10), clone_data.DEFAULT_CORPUS)
+    assert fewer[0].key != examined[0].key
+    with pytest.raises(ValueError, match="probes 'fancy'"):
+        preset.replace(probes="fancy")
+
+
+def test_fact_dictionaries_pair_every_object_with_its_translation(tmp_path):
+    preset = REAL_PRESETS["cpu"].replace(pair="en-de-es", probes="examined")
+    paths = evaluate_step.fact_dictionaries(preset, tmp_path, inputs={})
+    assert [p.name for p in paths] == ["fact_objects_de.jsonl", "fact_objects_es.jsonl"]
+    german = [json.loads(line)["words"].split(" $ ") for line in open(paths[0], encoding="utf-8")]
+    assert len(german) == sum(len(spec["objects"]) for spec in facts.RELATIONS.values())
+    assert ["doctor", "Arzt"] in german and ["river", "Fluss"] in german
+    assert [g[1] for g in german[:8]] == real_facts.TARGETS["de"]["trade"]["objects"]
+    assert evaluate_step.fact_dictionaries(preset.replace(probes="basic"), tmp_path, {}) == []
+
+
+def levels(*values):
+    names = ["embedding", "layer1", "layer2", "layer3", "layer4", "final_norm"]
+    return {name: {"p_at_1": v, "source_accuracy": v, "target_accuracy": v / 2} for name, v in zip(names, values)}
+
+
+def test_examined_metrics_are_named_per_level_and_variant():
+    transfer = {"source_accuracy": 0.8, "target_accuracy": 0.3, "level": "final_norm",
+                "levels": levels(0.5, 0.6, 0.7, 0.8, 0.9, 0.8),
+                "finetuned": {"source_accuracy": 0.95, "target_accuracy": 0.4}}
+    run = {"perplexity": {"en": {"perplexity": 30.0}, "de": {"perplexity": 90.0}},
+           "knowledge": {"en_only": {"accuracy": 0.2}, "all": {"accuracy": 0.3}},
+           "knowledge_generation": {"en_only": {"accuracy": 0.1}, "all": {"accuracy": 0.05}},
+           "transfer": {"debian_reference_de": transfer},
+           "alignment": {"fact_objects": {"levels": levels(0.1, 0.2, 0.3, 0.4, 0.5, 0.6)}}}
+    metrics = evaluate_step.real_metrics(REAL_PRESETS["cpu"].replace(probes="examined"), run)
+    assert metrics["knowledge_gen_en_only"] == 0.1 and "knowledge_gen_all" not in metrics
+    assert metrics["transfer_debian_reference_de"] == 0.3  # the headline probe, as before
+    assert metrics["transfer_debian_reference_de_layer2"] == 0.35
+    assert metrics["transfer_debian_reference_de_english_layer2"] == 0.7
+    assert metrics["transfer_debian_reference_de_middle_layer"] == 0.35  # layer 2 of 4
+    assert metrics["transfer_debian_reference_de_finetuned"] == 0.4
+    assert metrics["transfer_debian_reference_de_english_finetuned"] == 0.95
+    assert metrics["align_p1_embedding_fact_objects"] == 0.1
+    assert metrics["align_p1_middle_layer_fact_objects"] == 0.3 and metrics["align_p1_last_layer_fact_objects"] == 0.6
+    # A basic run has none of them.
+    basic = {k: v for k, v in run.items() if k != "knowledge_generation"}
+    basic["transfer"] = {"debian_reference_de": {"source_accuracy": 0.8, "target_accuracy": 0.3}}
+    basic["alignment"] = {}
+    assert set(evaluate_step.real_metrics(REAL_PRESETS["cpu"], basic)) == {
+        "english_ppl", "de_ppl", "knowledge_en_only", "transfer_debian_reference_de",
+        "transfer_debian_reference_de_english"}
