@@ -54,7 +54,8 @@ def _clone_data_steps(preset, corpus: Path) -> DataSteps:
                        P(corpus=file_digest(corpus), max_paragraphs=preset.max_paragraphs,
                          heldout=preset.heldout_paragraphs, valid=preset.valid_paragraphs,
                          clone_pool_share=preset.clone_pool_share, subjects=preset.subjects_per_group,
-                         reps=(preset.fact_repetitions_en, preset.fact_repetitions_clone)),
+                         reps=(preset.fact_repetitions_en, preset.fact_repetitions_clone),
+                         **({"subject_kind": preset.fact_subjects} if preset.fact_subjects != "invented" else {})),
                        lambda out, inp: data_prep.corpus_step(preset, corpus, out, inp), cost=3)
     tokenizer = Step("tokenizer", "data | SentencePiece tokenizer", P(vocab=preset.vocab_size),
                      lambda out, inp: data_prep.tokenizer_step(preset, out, inp),

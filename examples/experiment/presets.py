@@ -30,6 +30,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import List
 
+from examples.experiment.clone.facts import SUBJECT_KINDS
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -62,6 +64,9 @@ class Preset:
     fact_repetitions_en: int = 100
     """Times each en_only/both fact is rendered into English documents."""
     fact_repetitions_clone: int = 50
+    fact_subjects: str = "invented"
+    """Kind of fact subject (``clone/facts.py``, ``docs/probes.md``): ``invented`` names, ``dictionary``
+    nouns ("the lantern") or invented names of ``common_pieces``; the clone setting only."""
     """Times each both-group fact is rendered into clone (real setting: each target's) documents."""
     # Model (Llama-style, untied by default).
     num_layers: int = 4
@@ -148,6 +153,9 @@ class Preset:
                              "en-clone, the real setting's one of REAL_PAIRS")
         if self.nproc % self.tensor_parallel:
             raise ValueError(f"nproc {self.nproc} is not a multiple of tensor_parallel {self.tensor_parallel}")
+        if self.fact_subjects not in SUBJECT_KINDS or (self.setting == "real" and self.fact_subjects != "invented"):
+            raise ValueError(f"fact_subjects {self.fact_subjects!r}: the clone setting takes "
+                             f"{', '.join(SUBJECT_KINDS)}; the real setting's facts have invented subjects")
         if self.probes not in PROBE_SUITES:
             raise ValueError(f"probes {self.probes!r}: choose from {', '.join(PROBE_SUITES)}")
 

@@ -3,12 +3,16 @@
 
     python examples/experiment/sweep.py --grid cpu --seeds 1,2 --output-dir runs/sweep
     python examples/experiment/sweep.py --grid real-cpu --pair en-de --seeds 1 --output-dir runs/de
+    python examples/experiment/sweep.py --grid probes --seeds 1,2,3 --output-dir runs/probes
 
 For every variant (a set of preset overrides: tied output embedding, which levels stage 1 aligns,
 the alignment loss weights, the code-switching ratio, stage-1 length, more tokens) and every arm:
 
 The ``real-cpu`` grid asks the same of the real setting (``--pair``): stage-1 length and loss weights
-and the code-switching ratio around the real ``cpu`` preset, at the clone sweep's lr.
+and the code-switching ratio around the real ``cpu`` preset, at the clone sweep's lr. The ``probes``
+grid runs the registered probe variants that need their own data (``docs/probes.md``: kinds of fact
+subject, fact repetitions, more transfer examples) with the ``examined`` probes and the control
+``lm_init``; its "selected" line is not a choice of configuration (the probes do not change training).
 
 1. **learning rate**: stage 2 runs on the first seed at every lr of the grid; the one with the lowest
    final validation loss (mean of English and clone, on the validation documents, which the final
@@ -177,13 +181,41 @@ def _real_cpu_variants(base: Preset) -> Tuple[Variant, ...]:
     )
 
 
+def _probe_variants(base: Preset) -> Tuple[Variant, ...]:
+    """The registered knowledge and transfer probe variants that need their own data
+    (``docs/probes.md``: K-a, K-c, T-b), each with the ``examined`` probes (K-b, K-d, T-a, T-c) and
+    the control ``lm_init`` beside joint and PreAlign. The lr is the cpu preset's: these variants
+    change what is probed, not how the models train."""
+    reference, reps = "today", base.fact_repetitions_en
+    return (
+        Variant(reference, f"the cpu preset's facts (invented subjects, x{reps} in English) and transfer "
+                f"task ({base.transfer_train_per_class} English paragraphs per genre)"),
+        Variant("subjects_dictionary", "subjects are ordinary nouns the corpus uses, dictionary words "
+                "(\"the lantern\")", {"fact_subjects": "dictionary"}, lr_from=reference),
+        Variant("subjects_common_pieces", "subjects are invented names of frequent subword pieces",
+                {"fact_subjects": "common_pieces"}, lr_from=reference),
+        Variant("reps_x0.5", f"English fact repetitions x0.5 ({reps // 2})", {"fact_repetitions_en": reps // 2},
+                lr_from=reference),
+        Variant("reps_x2", f"English fact repetitions x2 ({2 * reps})", {"fact_repetitions_en": 2 * reps},
+                lr_from=reference),
+        Variant("reps_x4", f"English fact repetitions x4 ({4 * reps})", {"fact_repetitions_en": 4 * reps},
+                lr_from=reference),
+        Variant("transfer_x3", f"3x the transfer task's English training paragraphs "
+                f"({3 * base.transfer_train_per_class} per genre; the smallest genre has 628)",
+                {"transfer_train_per_class": 3 * base.transfer_train_per_class}, lr_from=reference),
+    )
+
+
 _CPU_BASE = PRESETS["cpu"].replace(**AUTHORS_CODE)
 # The real cpu preset as the sweep measured it (the clone setting's stage 1, PAPER_WEIGHTS), fixed
 # here so that adopting its winner (REAL_WEIGHTS) leaves the sweep's runs and their cache as they were.
 _REAL_CPU_BASE = REAL_PRESETS["cpu"].replace(**PAPER_WEIGHTS)
+_PROBES_BASE = PRESETS["cpu"].replace(probes="examined")
 GRIDS: Dict[str, Grid] = {
     "cpu": Grid("cpu", _CPU_BASE, _cpu_variants(_CPU_BASE), lrs=(1.5e-3, 3e-3, 6e-3)),
     "real-cpu": Grid("real-cpu", _REAL_CPU_BASE, _real_cpu_variants(_REAL_CPU_BASE), lrs=(_REAL_CPU_BASE.lr,)),
+    "probes": Grid("probes", _PROBES_BASE, _probe_variants(_PROBES_BASE), lrs=(_PROBES_BASE.lr,),
+                   arms=("joint", "prealign", "lm_init")),
 }
 
 

@@ -69,3 +69,61 @@ def test_examined_metrics_are_named_per_level_and_variant():
     assert set(evaluate_step.real_metrics(REAL_PRESETS["cpu"], basic)) == {
         "english_ppl", "de_ppl", "knowledge_en_only", "transfer_debian_reference_de",
         "transfer_debian_reference_de_english"}
+
+
+def test_dictionary_subjects_are_attested_nouns_and_open_their_sentences_capitalized():
+    counts = {noun: 5 for noun in facts.ORDINARY_NOUNS[:70]} | {"lantern": 2, "zorvek": 9}
+    made = facts.make_facts(20, counts, seed=0, subjects="dictionary")
+    subjects = sorted({f.subject for f in made})
+    assert len(subjects) == 60 and all(s.startswith("the ") for s in subjects)
+    assert all(counts[s[4:]] >= facts.MIN_SUBJECT_COUNT for s in subjects)  # "lantern" seen twice: not drawn
+    fact = next(f for f in made if f.relation == "home")
+    first, second = facts.renderings(fact)[:2]
+    assert first == f"The {fact.subject[4:]} lived near the {fact.object}."
+    assert second == f"The house of {fact.subject} stood by the {fact.object}."
+    prompts = [r["prompt"] for r in facts.knowledge_records([fact])]
+    assert prompts[0] == f"{facts.CLONE_TAG}The {fact.subject[4:]} lived near the"  # as the sentence opens
+    with pytest.raises(ValueError, match="only 10 of the ordinary nouns"):
+        facts.make_facts(20, {noun: 5 for noun in facts.ORDINARY_NOUNS[:10]}, seed=0, subjects="dictionary")
+
+
+def test_common_piece_subjects_are_made_of_common_pieces_and_are_no_corpus_word():
+    corpus = {"manton": 4, "derwell": 2}
+    made = facts.make_facts(5, corpus, seed=3, subjects="common_pieces")
+    parts = [p for f in made for p in f.subject.split()]
+    assert len(set(f.subject for f in made)) == 15 and len(set(parts)) == 30
+    for part in parts:
+        assert part.lower() not in corpus
+        assert any(part.lower().startswith(a) and part.lower()[len(a):] in facts.COMMON_PIECES
+                   for a in facts.COMMON_PIECES)
+    # The default kind is today's probe: invented syllable names, drawn exactly as before.
+    assert facts.make_facts(5, corpus, seed=3)[0].subject == facts.invent_subjects(15, corpus, 3)[0]
+    with pytest.raises(ValueError, match="subjects 'nouns'"):
+        facts.make_facts(5, corpus, seed=3, subjects="nouns")
+
+
+def test_subject_kinds_have_their_own_corpus_and_are_clone_only():
+    invented = build_steps(PRESETS["tiny"], clone_data.DEFAULT_CORPUS)[0]
+    nouns = build_steps(PRESETS["tiny"].replace(fact_subjects="dictionary"), clone_data.DEFAULT_CORPUS)[0]
+    corpus = [step.inputs["corpus"] for step in (invented, nouns)]
+    assert corpus[0].key != corpus[1].key and corpus[1].params["subject_kind"] == "dictionary"
+    assert "subject_kind" not in corpus[0].params
+    with pytest.raises(ValueError, match="the real setting's facts have invented subjects"):
+        REAL_PRESETS["cpu"].replace(fact_subjects="dictionary")
+
+
+def test_the_probes_grid_changes_one_registered_knob_per_variant_and_shares_the_rest():
+    from examples.experiment import dag
+    from examples.experiment.sweep import GRIDS
+
+    grid = GRIDS["probes"]
+    assert grid.arms == ("joint", "prealign", "lm_init") and grid.base.probes == "examined"
+    today = dag.data_steps(grid.base, clone_data.DEFAULT_CORPUS)
+    for variant in grid.variants[1:]:
+        assert variant.lr_from == "today" and len(variant.overrides) == 1
+        data = dag.data_steps(grid.base.replace(**variant.overrides), clone_data.DEFAULT_CORPUS)
+        (knob,) = variant.overrides
+        assert knob in ("fact_subjects", "fact_repetitions_en", "transfer_train_per_class")
+        # More transfer examples: new transfer data, the same training data; facts: a new corpus.
+        assert (data.corpus.key == today.corpus.key) == (knob == "transfer_train_per_class")
+        assert (data.transfer.key == today.transfer.key) == (knob != "transfer_train_per_class")

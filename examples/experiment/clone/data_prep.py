@@ -121,8 +121,8 @@ def corpus_step(preset, corpus_path: Path, out: Path, inputs) -> dict:
     n_clone = int(round(preset.clone_pool_share * len(rest)))
     clone_pool, en_pool = rest[:n_clone], rest[n_clone:]
 
-    words = {w.lower() for text in paragraphs for w in WORD.findall(text)}
-    facts = make_facts(preset.subjects_per_group, words, seed=0)
+    words = Counter(w.lower() for text in paragraphs for w in WORD.findall(text))
+    facts = make_facts(preset.subjects_per_group, words, seed=0, subjects=preset.fact_subjects)
     en_facts = [f for f in facts if f.group in ("en_only", "both")]
     clone_facts = [f for f in facts if f.group == "both"]
     en_train = insert_facts(en_pool, en_facts, preset.fact_repetitions_en, seed=1)
@@ -198,7 +198,10 @@ def dictionaries_step(preset, out: Path, inputs) -> dict:
     words, report = words_from_shard(str(inputs["shards"] / "en_train_text_document"), tokenizer,
                                      min_count=preset.min_word_count)
     facts = json.loads((inputs["corpus"] / "facts.json").read_text())
-    subject_parts = {p.lower() for f in facts for p in f["subject"].split()}
+    # Invented subjects stay out of the dictionary (no stage-1 alignment, no code-switching of
+    # them); ``dictionary`` subjects are dictionary words by design.
+    subject_parts = {p.lower() for f in facts for p in f["subject"].split()} \
+        if preset.fact_subjects != "dictionary" else set()
     words = [w for w in words if WORD.fullmatch(w) and w.lower() not in subject_parts]
     rng = random.Random(0)
     rng.shuffle(words)
@@ -255,6 +258,12 @@ def transfer_step(preset, out: Path, inputs) -> dict:
         texts = by_label[label]
         pick = lambda ds, n, texts=texts: rng.sample(  # noqa: E731
             [t for d in ds for t in texts[d]], min(n, sum(len(texts[d]) for d in ds)))
+        for docs_, wanted, split in ((train_docs, preset.transfer_train_per_class, "train"),
+                                     (test_docs, preset.transfer_test_per_class, "test")):
+            have = sum(len(texts[d]) for d in docs_)
+            if have < wanted:  # said, not silently capped
+                print(f"note: transfer task: genre {label!r} has {have} {split} paragraphs, fewer than the "
+                      f"{wanted} asked for; all {have} are used", flush=True)
         train += [{"text": t, "label": label} for t in pick(train_docs, preset.transfer_train_per_class)]
         test += [{"text": t, "label": label} for t in pick(test_docs, preset.transfer_test_per_class)]
     (out / "train.json").write_text(json.dumps(train))
