@@ -189,7 +189,10 @@ PRESETS = {
         eval_max_tokens=30000, arms=["joint", "prealign"], seeds=[1], **PAPER_WEIGHTS),
     # Stage 1 at 360 steps: three times the sweep's reference, the longest the sweep measured and its
     # best cell (clone PPL -104 +- 10, English -20 +- 1 against joint).
-    "cpu": Preset(name="cpu", max_paragraphs=0, train_iters=700, stage1_iters=360, **PAPER_WEIGHTS),
+    # With the compute-matched controls: stage 1 without the contrastive term (lm_init), and with
+    # code-switching (lm_init_cs), beside init_only and prealign.
+    "cpu": Preset(name="cpu", max_paragraphs=0, train_iters=700, stage1_iters=360,
+                  arms=["joint", "init_only", "cs_only", "prealign", "lm_init", "lm_init_cs"], **PAPER_WEIGHTS),
     # Joint vs PreAlign for 20M stage-2 tokens (14x cpu) with a checkpoint every 500 steps and the
     # whole evaluation every 2500: how the gap moves as tokens grow. About 2 1/2 hours on 2 cores; an
     # interrupted run continues from its last checkpoint with the same results.
