@@ -14,9 +14,10 @@ Every tool of the project publishes its outputs through these few functions:
 - ``check_output_parent(path, flag)``: before any work, fail with the path and the flag when an
   output cannot be created there (a parent that is a regular file, a read-only directory).
 
-It also holds the one JSONL reader of the inputs that are read whole (``iter_jsonl``: corpora,
-evaluation items), whose errors name the file and the line. The preprocessor's streaming chunk
-parser (``preprocess.inputs``) is the other way in, for inputs too large to read line by line here.
+It also holds ``sha256_file`` (the digest that names tokenizers, caches and committed data) and the
+one JSONL reader of the inputs that are read whole (``iter_jsonl``: corpora, evaluation items),
+whose errors name the file and the line. The preprocessor's streaming chunk parser
+(``preprocess.inputs``) is the other way in, for inputs too large to read line by line here.
 
 Imports nothing of the package but ``errors``, so every layer can use it.
 """
@@ -27,6 +28,7 @@ import contextlib
 import errno
 import fcntl
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -217,3 +219,12 @@ def _jsonl_record(raw: bytes, path, number: int, error: Type[InputFileError]):
     if not isinstance(record, dict):
         raise error(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
     return record
+
+
+def sha256_file(path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -24,7 +24,7 @@ from examples.experiment.pipeline import Step
 from examples.experiment.presets import LANGUAGE_NAMES
 from examples.experiment.real import data_prep as real_data
 from examples.experiment.real import tasks as real_tasks
-from megatron_prealign.text.tokenizers.base import sha256_file
+from megatron_prealign.files import sha256_file
 
 
 def file_digest(path: Path) -> str:

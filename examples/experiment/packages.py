@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Dict, Mapping, Optional, Sequence
 
 from megatron_prealign.errors import PreAlignError
-from megatron_prealign.text.tokenizers.base import sha256_file  # noqa: F401  (the scripts import it from here)
+from megatron_prealign.files import sha256_file  # noqa: F401  (the scripts import it from here)
 
 
 class PackageError(PreAlignError):

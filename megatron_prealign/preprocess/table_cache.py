@@ -29,8 +29,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from megatron_prealign.files import sha256_file
 from megatron_prealign.text.codeswitch import CodeSwitchTable
-from megatron_prealign.text.tokenizers.base import sha256_file
 
 CACHE_VERSION = 1
 """Bump when the compiled layout or the word rules change."""

@@ -6,7 +6,6 @@ knows its word boundaries (``text.words``), its identity (``fingerprint``) and h
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -292,11 +291,3 @@ class TextTokenizer:
                 f"{self.describe()} with vocabulary size {self.vocab_size}; the data was made "
                 "with another tokenizer. Re-run tools/preprocess_data.py with this tokenizer."
             )
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

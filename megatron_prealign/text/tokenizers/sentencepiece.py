@@ -11,7 +11,8 @@ from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from megatron_prealign.text.tokenizers.base import TextTokenizer, TokenizerError, sha256_file
+from megatron_prealign.files import sha256_file
+from megatron_prealign.text.tokenizers.base import TextTokenizer, TokenizerError
 
 
 def _not_a_sentencepiece_model(path: str, tokenizer_type: str, err: Exception) -> str:
