@@ -1,9 +1,9 @@
 """Evaluation results: the JSON schema, the Markdown tables and the alignment plot.
 
-``results.json`` (schema ``megatron-prealign/evaluation/v1``)::
+``results.json`` (schema ``megatron-prealign/evaluation/v2``; v1 had one unnamed transfer task)::
 
     {
-      "schema": "megatron-prealign/evaluation/v1",
+      "schema": "megatron-prealign/evaluation/v2",
       "runs": [                                  # in the order the models were given
         {
           "name": "prealign",
@@ -14,8 +14,12 @@
                                                              "p_at_1": ..., "num_aligned_pairs": ...,
                                                              "num_queries": ...}, ...}}},
           "knowledge": {"transfer": {"accuracy": 0.6, "items": 50, "chance": 0.25}, "all": {...}},
-          "transfer": {"train_accuracy": ..., "source_accuracy": ..., "target_accuracy": ...,
-                       "chance": ..., "num_classes": ..., "level": "final_norm", ...},
+          "knowledge_generation": {"transfer": {"accuracy": 0.2, "items": 50, "chance": 0.0}, ...},
+          "transfer": {"topics": {"train_accuracy": ..., "source_accuracy": ..., "target_accuracy": ...,
+                                  "chance": ..., "num_classes": ..., "level": "final_norm", ...,
+                                  "levels": {"final_norm": {...}, "layer2": {...}},     # --probe-level a,b
+                                  "finetuned": {"source_accuracy": ..., "target_accuracy": ...,
+                                                "steps": 100, ...}}},                   # --transfer-finetune-steps
           "retrieval": {"bible": {"pairs": 1000, "truncated": 3,
                                   "levels": {"embedding": {"source_to_target": ..., "target_to_source": ...,
                                                            "p_at_1": ...}, ...}}}
@@ -39,7 +43,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 from megatron_prealign.files import atomic_open
 
-SCHEMA = "megatron-prealign/evaluation/v1"
+SCHEMA = "megatron-prealign/evaluation/v2"
 
 
 def _clean(value):
