@@ -18,7 +18,7 @@ import torch
 from megatron_prealign.alignment.levels import parse_levels
 from megatron_prealign.alignment.loss import AlignmentLossConfig
 from megatron_prealign.errors import PreAlignError
-from megatron_prealign.model.gpt import have_transformer_engine
+from megatron_prealign.model.backends import have_transformer_engine
 from megatron_prealign.text.tokenizers import SUPPORTED_TYPES as TOKENIZER_TYPES
 
 

@@ -216,3 +216,24 @@ def test_checkpoint_results_manager_dies_with_its_parent(tmp_path, cuda, prctl):
     finally:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_entry_points_import_megatron_core_only_after_the_cpu_layer():
+    """The trainer's and the tools' module-level imports (argument parsing included) leave
+    Megatron-Core unimported, so the CPU layer (patch 6's lazy ``torch.compile`` among its patches) is in
+    place when it is first imported. An entry point that imports it early costs every process ~1.5 s."""
+    entry_points = ["pretrain_prealign.py", *sorted(str(p.relative_to(REPO_ROOT))
+                                                    for p in (REPO_ROOT / "tools").glob("*.py"))]
+    assert len(entry_points) >= 5
+    out = run_python(f"""
+        import importlib.util, sys, warnings
+        warnings.simplefilter("ignore")
+        sys.path.insert(0, ".")
+        for path in {entry_points!r}:
+            spec = importlib.util.spec_from_file_location("entry_point", path)
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+            print(path, "megatron.core" in sys.modules)
+    """)
+    early = [line for line in out.strip().splitlines() if line.endswith("True")]
+    assert len(out.strip().splitlines()) == len(entry_points)
+    assert not early, f"imports Megatron-Core at module level (the first one is the culprit): {early}"

@@ -37,6 +37,7 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 from megatron.core.transformer.transformer_layer import TransformerLayer, get_transformer_layer_offset
 
 from megatron_prealign.model.attention import SDPAttention
+from megatron_prealign.model.backends import have_transformer_engine
 from megatron_prealign.model.norm import LocalNorm
 
 
@@ -60,14 +61,6 @@ class SeededLayer(TransformerLayer):
             global_layer = layer_number + get_transformer_layer_offset(config, vp_stage, pp_rank)
             torch.manual_seed(config.init_seed * 1009 + global_layer)
         super().__init__(config, submodules, layer_number=layer_number, vp_stage=vp_stage, **kwargs)
-
-
-def have_transformer_engine() -> bool:
-    try:
-        import transformer_engine  # noqa: F401
-    except Exception:  # TE raises more than ImportError when its CUDA libraries are missing
-        return False
-    return True
 
 
 def transformer_config_from_args(args: Namespace) -> PreAlignTransformerConfig:
