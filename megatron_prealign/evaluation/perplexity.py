@@ -35,7 +35,7 @@ from megatron_prealign.evaluation.inputs import (
 )
 from megatron_prealign.evaluation.models import EvalModel
 from megatron_prealign.shards.check import read_index
-from megatron_prealign.shards.writer import companion_prefix
+from megatron_prealign.shards.writer import companion_prefix, indexed_dataset_module
 from megatron_prealign.text.tokenizers.base import TokenizerError
 from megatron_prealign.text.tokenizers.english_clone import CLONE_TAG
 
@@ -121,9 +121,9 @@ def read_shard_sequences(prefix: str, *, max_tokens: Optional[int] = None,
     or empty or, with ``vocab_size``, when a document has an id not below it.
     """
     check_shard_input(prefix)
-    from megatron.core.datasets.indexed_dataset import IndexedDataset
-
-    data = IndexedDataset(prefix)
+    # Reading a shard imports all of Megatron-Core: quietly and without TorchDynamo (an evaluation
+    # of a Hugging Face model has no other use for it).
+    data = indexed_dataset_module().IndexedDataset(prefix)
     sequences, total = [], 0
     for i in range(len(data)):
         ids = np.asarray(data[i], dtype=np.int64).tolist()
