@@ -43,4 +43,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from megatron_prealign.distributed import destroy
+
+    try:
+        main()
+    finally:
+        # Tear the process groups down before the interpreter does: left to exit, gloo's threads
+        # can abort a rank ("terminate called without an active exception") after a pass.
+        destroy()
