@@ -230,8 +230,9 @@ def codeswitch_step(preset, out: Path, inputs) -> dict:
     preprocess(inputs["corpus"] / "en_train.jsonl", out / "en_train_cs", spm_model, out / "preprocess.log",
                "--english-clone", "--dictionary", inputs["dictionaries"] / "codeswitch.jsonl",
                "--codeswitch-ratio", str(preset.codeswitch_ratio), "--codeswitch-seed", "1")
-    from megatron.core.datasets.indexed_dataset import IndexedDataset
+    from megatron_prealign.shards.writer import indexed_dataset_module
 
+    IndexedDataset = indexed_dataset_module().IndexedDataset  # quiet, without TorchDynamo
     plain = IndexedDataset(str(inputs["shards"] / "en_train_text_document"))
     switched = IndexedDataset(str(out / "en_train_cs_text_document"))
     if not np.array_equal(plain.index.sequence_lengths, switched.index.sequence_lengths):
