@@ -170,9 +170,12 @@ def stage2(preset, arm: str, seed: int, data: DataSteps, label: str = "") -> Ste
 def evaluation(preset, arm: str, seed: int, data: DataSteps, stage2_step: Step, label: str = "",
                iteration: Optional[int] = None) -> Step:
     """Convert and evaluate a stage-2 run: its final checkpoint, or the one saved at ``iteration``."""
-    params = dict(arm=arm, seed=seed, max_tokens=preset.eval_max_tokens, seq=preset.seq_length)
-    if preset.probes != "basic":  # only then, so the keys of basic evaluations stay as they were
-        params.update(probes=preset.probes, finetune_steps=preset.transfer_finetune_steps)
+    # transfer: the default transfer probe, fine-tuned (docs/probes.md, T-c), which changed what
+    # ``transfer_*`` means: evaluations from before it (frozen probe) have other keys and never mix.
+    params = dict(arm=arm, seed=seed, max_tokens=preset.eval_max_tokens, seq=preset.seq_length,
+                  transfer=f"finetuned {preset.transfer_finetune_steps}")
+    if preset.probes != "basic":
+        params["probes"] = preset.probes
     if iteration is not None:
         params["iteration"] = iteration
     at = "" if iteration is None else f" at iteration {iteration}"

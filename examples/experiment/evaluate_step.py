@@ -7,8 +7,10 @@ Converts with ``tools/convert_to_hf.py`` (logits parity checked on the way), the
     knowledge      every fact probed in the clone (groups en_only / both / never) and the en_only
                    facts probed in English (did the model learn them at all?); candidates are all
                    objects of the relation, ranked by summed log-likelihood
-    transfer       a softmax probe on mean-pooled final-norm features, trained on English Brown
-                   paragraphs, tested on held-out English paragraphs and on their clone (zero-shot)
+    transfer       the paper's protocol: a copy of the model with a classification head, fine-tuned
+                   on English Brown paragraphs (``Preset.transfer_finetune_steps``), tested on
+                   held-out English paragraphs and on their clone (zero-shot); beside it the frozen
+                   probe (a softmax probe on mean-pooled final-norm features, ``..._frozen``)
     alignment      per-level P@1 and cosines for dev, unseen and strict-unseen dictionary words
 
 and writes ``metrics.json`` with the experiment's metric names (``report.py`` reads it).
@@ -19,9 +21,9 @@ P@1 on the held-out and unseen dictionary entries, and sentence retrieval on par
 (``retrieval_p1_{level}_{set}``).
 
 With the ``examined`` probes (``Preset.probes``, ``docs/probes.md``) it also measures: facts by
-greedy generation (``knowledge_gen_{group}``), the transfer probe at every level
-(``transfer_..._{level}``) and a fine-tuned copy of the model (``transfer_..._finetuned``), and word
-P@1 per level of the facts' objects and, in the clone setting, their subjects' name parts
+greedy generation (``knowledge_gen_{group}``), the frozen transfer probe at every level
+(``transfer_..._{level}``), and word P@1 per level of the facts' objects and, in the clone setting,
+their subjects' name parts
 (``align_p1_{level}_fact_objects``, ``..._fact_subjects``).
 """
 
@@ -67,9 +69,8 @@ def metrics_from_results(run: dict) -> dict:
     metrics = {
         "clone_ppl": run["perplexity"]["clone"]["perplexity"],
         "english_ppl": run["perplexity"]["en"]["perplexity"],
-        "transfer_english": run["transfer"]["genres"]["source_accuracy"],
-        "transfer_clone": run["transfer"]["genres"]["target_accuracy"],
     }
+    _transfer_metrics(metrics, run["transfer"]["genres"], "transfer_clone", "transfer_english")
     for group in ("en_only", "both", "never", "en_only_in_english"):
         metrics[f"knowledge_{group}"] = run["knowledge"][group]["accuracy"]
     for dict_name, report_name in (("dev", "heldout"), ("unseen", "unseen"),
@@ -88,11 +89,21 @@ def metrics_from_results(run: dict) -> dict:
     return metrics
 
 
+def _transfer_metrics(metrics: dict, result: dict, target: str, english: str) -> None:
+    """One transfer task's default metrics (``docs/probes.md``, T-c adopted): ``target`` and
+    ``english`` are the fine-tuned model's zero-shot and English accuracies, ``{...}_frozen`` the
+    frozen final-norm probe's (the default until the probes were examined)."""
+    metrics[target] = result["finetuned"]["target_accuracy"]
+    metrics[english] = result["finetuned"]["source_accuracy"]
+    metrics[f"{target}_frozen"] = result["target_accuracy"]
+    metrics[f"{english}_frozen"] = result["source_accuracy"]
+
+
 def _examined_metrics(metrics: dict, run: dict, transfer_names: dict) -> None:
     """The ``examined`` probes' metrics, where the run has them: ``knowledge_gen_{group}``; per
-    transfer task (``transfer_names``: task -> (target metric, English metric)) the probe at every
-    level and its middle layer (``{metric}_{level}``, ``{metric}_middle_layer``) and the fine-tuned
-    model (``{metric}_finetuned``); P@1 per level of the fact dictionaries."""
+    transfer task (``transfer_names``: task -> (target metric, English metric)) the frozen probe at
+    every level and its middle layer (``{metric}_{level}``, ``{metric}_middle_layer``); P@1 per level
+    of the fact dictionaries."""
     for group, values in run.get("knowledge_generation", {}).items():
         if group != "all":
             metrics[f"knowledge_gen_{group}"] = values["accuracy"]
@@ -102,8 +113,6 @@ def _examined_metrics(metrics: dict, run: dict, transfer_names: dict) -> None:
         layers = [level for level in variants if level.startswith("layer")]
         if layers:
             variants["middle_layer"] = variants[layers[len(layers) // 2 - 1]]
-        if "finetuned" in result:
-            variants["finetuned"] = result["finetuned"]
         for variant, scores in variants.items():
             metrics[f"{target}_{variant}"] = scores["target_accuracy"]
             metrics[f"{english}_{variant}"] = scores["source_accuracy"]
@@ -145,12 +154,13 @@ def _dictionary_flags(dictionaries: Path, names, more=()) -> list:
     return ["--alignment-dictionary", *present] if present else []
 
 
-def _examined_flags(preset) -> list:
-    """The ``examined`` probes' further measurements of ``tools/evaluate.py``."""
+def _probe_flags(preset) -> list:
+    """``tools/evaluate.py``'s probe flags: the fine-tuned transfer (every evaluation: the default
+    transfer probe), and the ``examined`` probes' further measurements."""
+    flags = ["--transfer-finetune-steps", preset.transfer_finetune_steps]
     if preset.probes == "basic":
-        return []
-    return ["--knowledge-generation", "--probe-level", "all",
-            "--transfer-finetune-steps", preset.transfer_finetune_steps]
+        return flags
+    return flags + ["--knowledge-generation", "--probe-level", "all"]
 
 
 def fact_dictionaries(preset, out: Path, inputs) -> list:
@@ -187,7 +197,7 @@ def _evaluate_clone(preset, arm: str, seed: int, out: Path, inputs, hf_dir: Path
     _write_jsonl(out / "knowledge.jsonl", knowledge_records(inputs["corpus"] / "facts.json"))
     _write_jsonl(out / "transfer.jsonl", transfer_records(inputs["transfer"]))
     shards = inputs["shards"]
-    run_logged(_evaluate_command(preset, arm, seed, hf_dir, out / "eval") + _examined_flags(preset) + [
+    run_logged(_evaluate_command(preset, arm, seed, hf_dir, out / "eval") + _probe_flags(preset) + [
         "--perplexity", f"en={shards / 'en_heldout_text_document'}",
         f"clone={shards / 'clone_heldout_text_document'}",
         *_dictionary_flags(inputs["dictionaries"], ("dev", "unseen", "strict_unseen"),
@@ -217,7 +227,7 @@ def _evaluate_real(preset, arm: str, seed: int, out: Path, inputs, hf_dir: Path,
     if not tasks:
         raise CorpusError(f"pair {preset.pair}: no transfer task has a target language of this pair")
     retrieval = sorted(transfer.glob("retrieval_*.jsonl"))
-    run_logged(_evaluate_command(preset, arm, seed, hf_dir, out / "eval") + _examined_flags(preset) + [
+    run_logged(_evaluate_command(preset, arm, seed, hf_dir, out / "eval") + _probe_flags(preset) + [
         "--perplexity", *[f"{language}={shards / f'{language}_heldout_text_document'}"
                           for language in ["en", *preset.targets]],
         *_dictionary_flags(inputs["dictionaries"], real_data.evaluation_dictionaries(preset),
@@ -235,8 +245,7 @@ def real_metrics(preset, first: dict) -> dict:
     for language in preset.targets:
         metrics[f"{language}_ppl"] = first["perplexity"][language]["perplexity"]
     for task, result in first["transfer"].items():  # English and target scores on the same aligned units
-        metrics[f"transfer_{task}_english"] = result["source_accuracy"]
-        metrics[f"transfer_{task}"] = result["target_accuracy"]
+        _transfer_metrics(metrics, result, f"transfer_{task}", f"transfer_{task}_english")
     _examined_metrics(metrics, first, {task: (f"transfer_{task}", f"transfer_{task}_english")
                                        for task in first["transfer"]})
     for group, values in first["knowledge"].items():

@@ -111,13 +111,14 @@ class Preset:
     eval_max_tokens: int = 60000
     """Held-out tokens per language for the final perplexities."""
     probes: str = "basic"
-    """The evaluation's probes. ``basic``: facts ranked by likelihood among candidates, the transfer
-    task's linear probe on the final norm. ``examined`` (``docs/probes.md``): also facts by greedy
-    generation, the transfer probe at every level, the transfer of a fine-tuned copy of the model,
-    and word P@1 of the facts' objects (and, in the clone setting, subjects) at every level. Its
-    evaluations have their own step keys, so the two never mix; training steps are shared."""
+    """The evaluation's probes. ``basic``: facts ranked by likelihood among candidates; transfer by
+    a copy of the model fine-tuned on English, tested zero-shot (the paper's protocol), with the
+    frozen linear probe on the final norm beside it. ``examined`` (``docs/probes.md``): also facts
+    by greedy generation, the frozen transfer probe at every level, and word P@1 of the facts'
+    objects (and, in the clone setting, subjects) at every level. Its evaluations have their own step
+    keys, so the two never mix; training steps are shared."""
     transfer_finetune_steps: int = 100
-    """``examined`` probes: fine-tuning steps of the fine-tuned transfer (batch 16, lr 1e-4)."""
+    """Fine-tuning steps of the transfer probe (batch 16, lr 1e-4; ``docs/probes.md``, T-c)."""
     tensor_parallel: int = 1
     """Tensor-parallel size of the training runs (``--tensor-model-parallel-size``); the data-parallel
     size is ``nproc / tensor_parallel``."""
@@ -158,6 +159,9 @@ class Preset:
                              f"{', '.join(SUBJECT_KINDS)}; the real setting's facts have invented subjects")
         if self.probes not in PROBE_SUITES:
             raise ValueError(f"probes {self.probes!r}: choose from {', '.join(PROBE_SUITES)}")
+        if self.transfer_finetune_steps < 1:
+            raise ValueError(f"transfer_finetune_steps {self.transfer_finetune_steps}: the transfer "
+                             "probe fine-tunes the model, at least 1 step")
 
     def replace(self, **changes) -> "Preset":
         return dataclasses.replace(self, **changes)

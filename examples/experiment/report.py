@@ -185,6 +185,12 @@ def _level_order(level: str):
     return ({"embedding": 0, "final_norm": 2, "output_embedding": 3}.get(level, 4), 0)
 
 
+def default_transfer_metrics(names) -> List[str]:
+    """The default (fine-tuned) transfer metrics among ``names``, English and zero-shot: those with a
+    frozen-probe twin ``{metric}_frozen`` (``evaluate_step._transfer_metrics``)."""
+    return sorted(m for m in names if m.startswith("transfer_") and f"{m}_frozen" in names)
+
+
 def _bar_metrics(results: dict) -> List[tuple]:
     """(metric, axis label) of the knowledge and transfer bars."""
     if results.get("setting") != "real":
@@ -194,8 +200,8 @@ def _bar_metrics(results: dict) -> List[tuple]:
     names = sorted({m for arm in results["arms"].values() for m in arm})
     bars = [(m, "facts: " + m[len("knowledge_"):].replace("_", " ")) for m in names
             if m.startswith("knowledge_") and not m.endswith("in_english")]
-    bars += [(m, m[len("transfer_"):].replace("_", "\n", 1).replace("_", " ")) for m in names
-             if m.startswith("transfer_")]
+    bars += [(m, m[len("transfer_"):].replace("_", "\n", 1).replace("_", " "))
+             for m in default_transfer_metrics(names)]
     return bars
 
 

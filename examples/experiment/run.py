@@ -142,7 +142,7 @@ HEADLINE_ROWS = [
     ("clone PPL", "clone_ppl"),
     ("English PPL", "english_ppl"),
     ("knowledge: English-only facts, clone", "knowledge_en_only"),
-    ("transfer: English probe on the clone", "transfer_clone"),
+    ("transfer: fine-tuned on English, clone", "transfer_clone"),
     ("P@1 held-out words, embedding", "align_p1_embedding_heldout"),
     ("P@1 held-out words, middle layer", "align_p1_middle_layer_heldout"),
     ("P@1 held-out words, last layer", "align_p1_last_layer_heldout"),
@@ -154,6 +154,8 @@ def headline_rows(results: dict) -> list:
     (perplexity, knowledge, zero-shot transfer) and sentence retrieval beside word P@1."""
     if results.get("setting") != "real":
         return HEADLINE_ROWS
+    from examples.experiment.report import default_transfer_metrics  # matplotlib: loaded when needed
+
     targets = results["pair"].split("-")[1:]
     metrics = {m for arm in results["arms"].values() for m in arm}
     rows = []
@@ -163,9 +165,11 @@ def headline_rows(results: dict) -> list:
     suffixes = [f"_{t}" for t in targets] if len(targets) > 1 else [""]
     for language, suffix in zip(targets, suffixes):
         rows.append((f"knowledge: English-only facts, {LANGUAGE_NAMES[language]}", f"knowledge_en_only{suffix}"))
-    for metric in sorted(m for m in metrics if m.startswith("transfer_") and not m.endswith("_english")):
-        task, language = metric[len("transfer_"):].rsplit("_", 1)
-        rows.append((f"transfer: {task.replace('_', ' ')}, {LANGUAGE_NAMES[language]} zero-shot", metric))
+    for metric in default_transfer_metrics(metrics):
+        if not metric.endswith("_english"):
+            task, language = metric[len("transfer_"):].rsplit("_", 1)
+            rows.append((f"transfer: {task.replace('_', ' ')}, {LANGUAGE_NAMES[language]} zero-shot "
+                         "(fine-tuned on English)", metric))
     for metric in sorted(m for m in metrics if m.startswith("retrieval_p1_middle_layer_")):
         rows.append((f"retrieval P@1 {metric[len('retrieval_p1_middle_layer_'):].replace('_', ' ')}, "
                      "middle layer", metric))

@@ -43,11 +43,12 @@ def test_every_artifact_is_well_formed(complete_run):
         assert (hf / "config.json").is_file() and list(hf.glob("*.safetensors"))
     results = json.loads((complete_run / "results.json").read_text())
     required = ["clone_ppl", "english_ppl", "knowledge_en_only", "knowledge_both", "knowledge_never",
-                "transfer_english", "transfer_clone", "align_p1_last_layer_heldout",
+                "transfer_english", "transfer_clone", "transfer_english_frozen", "transfer_clone_frozen",
+                "align_p1_last_layer_heldout",
                 "align_p1_last_layer_unseen"]
     assert set(results["arms"]) == {"joint", "prealign"}
     examined = ["knowledge_gen_en_only", "knowledge_gen_en_only_in_english", "transfer_clone_middle_layer",
-                "transfer_english_embedding", "transfer_clone_finetuned", "transfer_english_finetuned",
+                "transfer_english_embedding",
                 "align_p1_middle_layer_fact_subjects", "align_p1_embedding_fact_objects"]
     for arm, metrics in results["arms"].items():
         for metric in required + examined:

@@ -11,6 +11,7 @@ from examples.experiment.clone import facts
 from examples.experiment.dag import build_steps
 from examples.experiment.presets import PRESETS, REAL_PRESETS
 from examples.experiment.real import facts as real_facts
+from examples.experiment.report import default_transfer_metrics
 
 
 @pytest.mark.parametrize("preset", [PRESETS["cpu"], REAL_PRESETS["cpu"]], ids=["clone", "real"])
@@ -21,10 +22,14 @@ def test_examined_probes_have_their_own_evaluations_and_reuse_the_training(prese
     for b, e in zip(basic, examined):
         assert b.key != e.key and e.params["probes"] == "examined" and "probes" not in b.params
         assert b.inputs["stage2"].key == e.inputs["stage2"].key
-    fewer = build_steps(preset.replace(probes="examined", transfer_finetune_steps=10), clone_data.DEFAULT_CORPUS)
-    assert fewer[0].key != examined[0].key
+    # The fine-tuned transfer is in every evaluation (the default probe): its steps are in every key.
+    for probes, steps in (("basic", basic), ("examined", examined)):
+        fewer = build_steps(preset.replace(probes=probes, transfer_finetune_steps=10), clone_data.DEFAULT_CORPUS)
+        assert fewer[0].key != steps[0].key and fewer[0].inputs["stage2"].key == steps[0].inputs["stage2"].key
     with pytest.raises(ValueError, match="probes 'fancy'"):
         preset.replace(probes="fancy")
+    with pytest.raises(ValueError, match="transfer_finetune_steps 0"):
+        preset.replace(transfer_finetune_steps=0)
 
 
 def test_fact_dictionaries_pair_every_object_with_its_translation(tmp_path):
@@ -54,21 +59,40 @@ def test_examined_metrics_are_named_per_level_and_variant():
            "alignment": {"fact_objects": {"levels": levels(0.1, 0.2, 0.3, 0.4, 0.5, 0.6)}}}
     metrics = evaluate_step.real_metrics(REAL_PRESETS["cpu"].replace(probes="examined"), run)
     assert metrics["knowledge_gen_en_only"] == 0.1 and "knowledge_gen_all" not in metrics
-    assert metrics["transfer_debian_reference_de"] == 0.3  # the headline probe, as before
+    # The default transfer probe is the fine-tuned model; the frozen final-norm probe is named so.
+    assert metrics["transfer_debian_reference_de"] == 0.4
+    assert metrics["transfer_debian_reference_de_english"] == 0.95
+    assert metrics["transfer_debian_reference_de_frozen"] == 0.3
+    assert metrics["transfer_debian_reference_de_english_frozen"] == 0.8
     assert metrics["transfer_debian_reference_de_layer2"] == 0.35
     assert metrics["transfer_debian_reference_de_english_layer2"] == 0.7
     assert metrics["transfer_debian_reference_de_middle_layer"] == 0.35  # layer 2 of 4
-    assert metrics["transfer_debian_reference_de_finetuned"] == 0.4
-    assert metrics["transfer_debian_reference_de_english_finetuned"] == 0.95
+    assert not any(m.endswith("_finetuned") for m in metrics)
     assert metrics["align_p1_embedding_fact_objects"] == 0.1
     assert metrics["align_p1_middle_layer_fact_objects"] == 0.3 and metrics["align_p1_last_layer_fact_objects"] == 0.6
-    # A basic run has none of them.
+    # A basic run has none of the examined ones.
     basic = {k: v for k, v in run.items() if k != "knowledge_generation"}
-    basic["transfer"] = {"debian_reference_de": {"source_accuracy": 0.8, "target_accuracy": 0.3}}
+    basic["transfer"] = {"debian_reference_de": {k: transfer[k] for k in ("source_accuracy", "target_accuracy",
+                                                                          "finetuned")}}
     basic["alignment"] = {}
-    assert set(evaluate_step.real_metrics(REAL_PRESETS["cpu"], basic)) == {
+    basic_metrics = evaluate_step.real_metrics(REAL_PRESETS["cpu"], basic)
+    assert set(basic_metrics) == {
         "english_ppl", "de_ppl", "knowledge_en_only", "transfer_debian_reference_de",
-        "transfer_debian_reference_de_english"}
+        "transfer_debian_reference_de_english", "transfer_debian_reference_de_frozen",
+        "transfer_debian_reference_de_english_frozen"}
+    assert default_transfer_metrics(basic_metrics) == ["transfer_debian_reference_de",
+                                                       "transfer_debian_reference_de_english"]
+
+
+def test_clone_transfer_metrics_are_the_fine_tuned_model_with_the_frozen_probe_beside():
+    genres = {"source_accuracy": 0.5, "target_accuracy": 0.25,
+              "finetuned": {"source_accuracy": 0.48, "target_accuracy": 0.33}}
+    run = {"perplexity": {"en": {"perplexity": 110.0}, "clone": {"perplexity": 170.0}},
+           "knowledge": {group: {"accuracy": 0.125} for group in ("en_only", "both", "never", "en_only_in_english")},
+           "transfer": {"genres": genres}}
+    metrics = evaluate_step.metrics_from_results(run)
+    assert (metrics["transfer_english"], metrics["transfer_clone"]) == (0.48, 0.33)
+    assert (metrics["transfer_english_frozen"], metrics["transfer_clone_frozen"]) == (0.5, 0.25)
 
 
 def test_dictionary_subjects_are_attested_nouns_and_open_their_sentences_capitalized():

@@ -18,7 +18,8 @@ TOY = dict(name="toy", pair="en-es", max_paragraphs=1500, target_paragraphs=900,
            ffn_hidden_size=64, num_attention_heads=2, seq_length=64, micro_batch_size=4,
            global_batch_size=4, train_iters=12, warmup_iters=2, eval_interval=6, eval_iters=2,
            stage1_iters=6, stage1_entries=16, transfer_train_per_class=10, transfer_test_per_class=5,
-           eval_max_tokens=4000, retrieval_pairs=40, arms=["joint", "prealign"], seeds=[1])
+           eval_max_tokens=4000, retrieval_pairs=40, arms=["joint", "prealign"], seeds=[1],
+           transfer_finetune_steps=3)
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,7 @@ def test_every_metric_of_the_real_setting_is_reported(complete_run):
     required = ["es_ppl", "english_ppl", "knowledge_en_only", "knowledge_both", "knowledge_never",
                 "knowledge_en_only_in_english", "transfer_debian_reference_es_english",
                 "transfer_debian_reference_es", "transfer_bible_es_english", "transfer_bible_es",
+                "transfer_bible_es_frozen", "transfer_debian_reference_es_english_frozen",
                 "retrieval_p1_middle_layer_bible_es", "retrieval_p1_last_layer_debian_reference_es",
                 "align_p1_embedding_heldout", "align_p1_last_layer_unseen"]
     for arm, metrics in results["arms"].items():

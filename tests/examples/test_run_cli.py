@@ -110,7 +110,7 @@ def test_the_headline_has_the_seven_numbers_per_arm_and_the_path_of_results_md(t
         ["clone PPL", "281.8", "181.4"],
         ["English PPL", "146.3", "114.7"],
         ["knowledge: English-only facts, clone", "0.167", "0.167"],
-        ["transfer: English probe on the clone", "0.260", "0.280"],
+        ["transfer: fine-tuned on English, clone", "0.260", "0.280"],
         ["P@1 held-out words, embedding", "0.000", "0.957"],
         ["P@1 held-out words, middle layer", "0.000", "0.780"],
         ["P@1 held-out words, last layer", "0.000", "0.143"],
@@ -131,7 +131,7 @@ def test_the_headline_over_several_seeds_gives_mean_and_std_and_says_what_is_mis
     assert rows["tiny, seeds 1, 2, 3: mean +- std"] == ["prealign", "joint"]
     assert rows["clone PPL"] == ["171.0 +- 2.6", "n/a"]  # sample std: sqrt(7)
     assert rows["English PPL"] == ["112.5 +- 0.7", "n/a"]  # a NaN seed is left out, as results.md does
-    assert rows["transfer: English probe on the clone"] == ["0.260 +- 0.017", "n/a"]
+    assert rows["transfer: fine-tuned on English, clone"] == ["0.260 +- 0.017", "n/a"]
     assert rows["P@1 held-out words, last layer"] == ["n/a", "n/a"]
 
 
