@@ -14,15 +14,15 @@ evaluation -> report, through the project's own tools (``tools/preprocess_data.p
 line per step (arm, seed, step, elapsed, time left) and, at the end, a headline table (the mean over
 seeds, +- the standard deviation when there are several) and where the whole report is::
 
-    | tiny, seed 1                         | joint | prealign |
-    |--------------------------------------|-------|----------|
-    | clone PPL                            | 281.8 |    181.4 |
-    | English PPL                          | 146.3 |    114.7 |
-    | knowledge: English-only facts, clone | 0.167 |    0.167 |
-    | transfer: English probe on the clone | 0.260 |    0.280 |
-    | P@1 held-out words, embedding        | 0.000 |    0.957 |
-    | P@1 held-out words, middle layer     | 0.000 |    0.780 |
-    | P@1 held-out words, last layer       | 0.000 |    0.143 |
+    | tiny, seed 1                           | joint | prealign |
+    |----------------------------------------|-------|----------|
+    | clone PPL                              | 281.8 |    181.4 |
+    | English PPL                            | 146.3 |    114.7 |
+    | knowledge: English-only facts, clone   | 0.167 |    0.167 |
+    | transfer: fine-tuned on English, clone | 0.250 |    0.335 |
+    | P@1 held-out words, embedding          | 0.000 |    0.957 |
+    | P@1 held-out words, middle layer       | 0.000 |    0.777 |
+    | P@1 held-out words, last layer         | 0.000 |    0.143 |
     (PPL: lower is better; the rest: higher)
 
     full results: runs/tiny/results.md (every metric, per seed); plots: runs/tiny/plots/
