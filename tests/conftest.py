@@ -48,6 +48,11 @@ def pytest_runtest_teardown(item):
 def run_torchrun(args, nproc: int = 1, timeout: float = 600, env=None, check: bool = True):
     """Run ``torchrun --nproc-per-node nproc <args>`` from the repository root on CPU/gloo.
 
+    One process runs as ``python <args>``, the way the experiment runner starts one-process
+    steps: the trainer then sets up its own one-rank group (``distributed.initialize_distributed``),
+    which is what rank 0 of a torchrun job does, without the launcher's own torch import (~2.5
+    CPU-s per run, ~50 runs in the suite).
+
     Only tests marked ``multiprocess`` may call it (``pytest -m "not multiprocess"`` is the fast
     part of the suite, so the marker must not be forgotten).
 
@@ -56,11 +61,11 @@ def run_torchrun(args, nproc: int = 1, timeout: float = 600, env=None, check: bo
     if _RUNNING and _RUNNING[0].get_closest_marker("multiprocess") is None:
         pytest.fail(f"{_RUNNING[0].nodeid} starts torchrun but is not marked multiprocess: add "
                     "`pytestmark = pytest.mark.multiprocess` to its module (or mark the test)")
-    cmd = [
+    launcher = [sys.executable] if nproc == 1 else [
         sys.executable, "-m", "torch.distributed.run",
         f"--nproc-per-node={nproc}", "--master-addr=127.0.0.1", f"--master-port={free_port()}",
-        *map(str, args),
     ]
+    cmd = [*launcher, *map(str, args)]
     full_env = dict(os.environ)
     full_env.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), "CUDA_VISIBLE_DEVICES": ""})
     full_env.update(env or {})
