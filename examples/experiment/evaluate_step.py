@@ -23,8 +23,7 @@ P@1 on the held-out and unseen dictionary entries, and sentence retrieval on par
 With the ``examined`` probes (``Preset.probes``, ``docs/probes.md``) it also measures: facts by
 greedy generation (``knowledge_gen_{group}``), the frozen transfer probe at every level
 (``transfer_..._{level}``), and word P@1 per level of the facts' objects and, in the clone setting,
-their subjects' name parts
-(``align_p1_{level}_fact_objects``, ``..._fact_subjects``).
+their subjects' name parts (``align_p1_{level}_fact_objects``, ``..._fact_subjects``).
 """
 
 from __future__ import annotations

@@ -44,8 +44,7 @@ def test_every_artifact_is_well_formed(complete_run):
     results = json.loads((complete_run / "results.json").read_text())
     required = ["clone_ppl", "english_ppl", "knowledge_en_only", "knowledge_both", "knowledge_never",
                 "transfer_english", "transfer_clone", "transfer_english_frozen", "transfer_clone_frozen",
-                "align_p1_last_layer_heldout",
-                "align_p1_last_layer_unseen"]
+                "align_p1_last_layer_heldout", "align_p1_last_layer_unseen"]
     assert set(results["arms"]) == {"joint", "prealign"}
     examined = ["knowledge_gen_en_only", "knowledge_gen_en_only_in_english", "transfer_clone_middle_layer",
                 "transfer_english_embedding",
